@@ -1,0 +1,1 @@
+"""APScheduler triggers: each job calls one decision function with an injected clock."""
