@@ -23,8 +23,9 @@ def _mount_optional() -> None:
     """Areas built in their own modules register here; each module owns its sub-app."""
     from cvc.cli import app as cvc_app
 
-    from .cli_pa import crl_app, ml_app, pa_app
+    from .cli_pa import ml_app, pa_app
     from .cli_x509 import app as x509_app
+    from .cli_x509 import crl_app
 
     app.add_typer(cvc_app, name="cvc")
     app.add_typer(x509_app, name="x509")
