@@ -6,6 +6,8 @@ import pytest
 
 from tests.support.softsigner import SoftwareSigner
 
+pytest_plugins = ["tests.support.hsm"]
+
 
 @pytest.fixture(scope="session")
 def soft_p256() -> SoftwareSigner:
