@@ -7,7 +7,7 @@ seconds with `FakeClock.advance()`.  Nothing else calls `datetime.now()`.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 
@@ -22,7 +22,7 @@ class SystemClock:
     """Wall-clock time, UTC."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FakeClock:
@@ -51,4 +51,4 @@ def ensure_utc(when: datetime) -> datetime:
     """Refuse naive datetimes: a naive time in a PKI is a bug waiting for a time zone."""
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError(f"naive datetime {when.isoformat()} given; icao-pki uses timezone-aware UTC only")
-    return when.astimezone(timezone.utc)
+    return when.astimezone(UTC)

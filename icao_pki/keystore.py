@@ -162,7 +162,9 @@ class KeyLabel:
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9]+", self.document_type) or not re.fullmatch(r"[a-z0-9]+", self.role):
-            raise KeyStoreConfigError(f"key label parts must be lower-case letters and digits: {self.document_type!r}, {self.role!r}")
+            raise KeyStoreConfigError(
+                f"key label parts must be lower-case letters and digits: {self.document_type!r}, {self.role!r}"
+            )
         if not 0 < self.sequence < 100_000:
             raise KeyStoreConfigError(f"key sequence must be 1..99999, got {self.sequence}")
 
@@ -362,7 +364,9 @@ def _open_session(config: KeyStoreConfig) -> Any:
 class KeyStore:
     """Keys of one token.  Cheap to create: all instances of a process share one login."""
 
-    def __init__(self, config: KeyStoreConfig, *, audit: KeyAuditSink | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: KeyStoreConfig, *, audit: KeyAuditSink | None = None, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.audit: KeyAuditSink = audit or NullAuditSink()
         self.clock: Clock = clock or SystemClock()
@@ -386,7 +390,9 @@ class KeyStore:
 
     def next_label(self, document_type: str, role: str) -> KeyLabel:
         """A label whose sequence no key of this document type and role ever had (tombstones count)."""
-        used = [label.sequence for label in self._labels() if label.document_type == document_type and label.role == role]
+        used = [
+            label.sequence for label in self._labels() if label.document_type == document_type and label.role == role
+        ]
         return KeyLabel(document_type, role, max(used, default=0) + 1)
 
     def _labels(self) -> list[KeyLabel]:
@@ -539,7 +545,15 @@ class KeyStore:
                 private[Attribute.SIGN] = False
             except p11_errors.PKCS11Error as exc:
                 raise KeyStoreError(f"cannot deactivate {text}: {type(exc).__name__}") from None
-        self.audit.record({"event": "key_deactivated", "label": text, "token": self.config.token_label, "at": _iso(self.clock.now()), "reason": reason})
+        self.audit.record(
+            {
+                "event": "key_deactivated",
+                "label": text,
+                "token": self.config.token_label,
+                "at": _iso(self.clock.now()),
+                "reason": reason,
+            }
+        )
 
     def destroy(self, label: KeyLabel | str, *, reason: str) -> dict[str, Any]:
         """Destroy the private key; the public key stays as a tombstone so the label is never reused."""

@@ -228,15 +228,23 @@ class Policy:
                 doc = DocumentType(row["document_type"])
                 role = Role(row["role"])
             except (KeyError, ValueError) as exc:
-                raise PolicyConfigurationError("policy", f"unknown document type or role in override {dict(row)}: {exc}") from None
+                raise PolicyConfigurationError(
+                    "policy", f"unknown document type or role in override {dict(row)}: {exc}"
+                ) from None
             base = DECREE_LIMITS[(doc, role)]
             changes: dict[str, Any] = {}
-            for name, unit in (("certificate_validity_months", "months"), ("key_usage_months", "months"), ("max_signatures", "signatures")):
+            for name, unit in (
+                ("certificate_validity_months", "months"),
+                ("key_usage_months", "months"),
+                ("max_signatures", "signatures"),
+            ):
                 if name not in row or row[name] is None:
                     continue
                 value = row[name]
                 if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                    raise PolicyConfigurationError(base.article, f"{name} for {doc.value} {role.label} must be a positive integer, got {value!r}")
+                    raise PolicyConfigurationError(
+                        base.article, f"{name} for {doc.value} {role.label} must be a positive integer, got {value!r}"
+                    )
                 ceiling = getattr(base, name)
                 what = {
                     "certificate_validity_months": f"{role.label} certificate validity",
@@ -244,12 +252,14 @@ class Policy:
                     "max_signatures": f"{role.label} signature count",
                 }[name]
                 if ceiling is None:
-                    raise PolicyConfigurationError(base.article, f"the decree sets no {what} limit for {doc.label} {role.label}")
+                    raise PolicyConfigurationError(
+                        base.article, f"the decree sets no {what} limit for {doc.label} {role.label}"
+                    )
                 if value > ceiling:
-                    shown = describe_months if unit == "months" else (lambda v: f"{v:,} {doc.label}s")
                     raise PolicyConfigurationError(
                         base.article,
-                        f"configured {doc.label} {what} of {shown(value)} exceeds the decree's {shown(ceiling)}",
+                        f"configured {doc.label} {what} of {_amount(value, unit, doc)} exceeds "
+                        f"the decree's {_amount(ceiling, unit, doc)}",
                     )
                 changes[name] = value
             limits[(doc, role)] = replace(base, **changes)
@@ -318,7 +328,11 @@ class Policy:
         """At signing time: the key may sign only inside its usage window."""
         rl = self.limit(document_type, role)
         if when < key_usage.start:
-            raise PolicyViolation(rl.article, f"{rl.role.label} private key may not be used before {_fmt(key_usage.start)}", limit="key_usage_window")
+            raise PolicyViolation(
+                rl.article,
+                f"{rl.role.label} private key may not be used before {_fmt(key_usage.start)}",
+                limit="key_usage_window",
+            )
         if when > key_usage.end:
             raise PolicyViolation(
                 rl.article,
@@ -326,7 +340,9 @@ class Policy:
                 limit="key_usage_window",
             )
         if when > add_months(key_usage.start, rl.key_usage_months):
-            raise PolicyViolation(rl.article, f"{rl.role.label} private key used beyond {rl.key_usage}", limit="key_usage_window")
+            raise PolicyViolation(
+                rl.article, f"{rl.role.label} private key used beyond {rl.key_usage}", limit="key_usage_window"
+            )
 
     def check_signature_count(self, document_type: DocumentType, role: Role, count_after: int) -> None:
         """`count_after` is the key's total number of signatures if this one is made."""
@@ -412,7 +428,13 @@ def check_subscriber_change(current: Window, new_validity: Window, when: datetim
 
 def _check_order(rl: RoleLimit, what: str, window: Window) -> None:
     if window.end < window.start:
-        raise PolicyViolation(rl.article, f"{rl.role.label} {what} ends ({_fmt(window.end)}) before it starts ({_fmt(window.start)})")
+        raise PolicyViolation(
+            rl.article, f"{rl.role.label} {what} ends ({_fmt(window.end)}) before it starts ({_fmt(window.start)})"
+        )
+
+
+def _amount(value: int, unit: str, doc: DocumentType) -> str:
+    return describe_months(value) if unit == "months" else f"{value:,} {document_type_plural(doc)}"
 
 
 def _as_date(value: date | datetime) -> date:
