@@ -1,0 +1,53 @@
+"""The service's configuration, one frozen object handed to `create_app`.
+
+Nothing in lifecycle_api reads the environment except `Settings.from_environment` and
+`database_url_from_environment`; the clock is injected next to the settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from icao_pki.policy import DEFAULT_POLICY, Policy
+
+DEFAULT_DATABASE_URL = "sqlite:///var/lifecycle.db"
+
+
+def database_url_from_environment() -> str:
+    return os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+
+
+@dataclass(frozen=True)
+class ScryptParameters:
+    """Cost of hashing operator credentials (RFC 7914).  Tests lower `n`; deployments should not."""
+
+    n: int = 2**14
+    r: int = 8
+    p: int = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    policy: Policy = DEFAULT_POLICY
+    #: Art. 19.2b: one working day; letter 293 (centralised signing): 12 hours
+    revocation_deadline: str = "1 working day"
+    #: ISO 3166 code of the holiday calendar deadlines count on
+    holiday_country: str = "VN"
+    #: extra non-working days a deployment declares (ISO dates), e.g. a bridge day
+    extra_holidays: tuple[str, ...] = ()
+    scrypt: ScryptParameters = field(default_factory=ScryptParameters)
+    #: allowed difference between a document's signingTime and the service clock
+    signing_time_tolerance: timedelta = timedelta(minutes=5)
+    #: notification delivery: attempts before a message is marked dead, first retry delay
+    notification_max_attempts: int = 8
+    notification_first_retry: timedelta = timedelta(seconds=30)
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        return cls(
+            database_url=database_url_from_environment(),
+            revocation_deadline=os.environ.get("ICAO_PKI_REVOCATION_DEADLINE", "1 working day"),
+        )
