@@ -23,9 +23,11 @@ key on the token as a tombstone, so a sequence number is never reused.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import threading
@@ -276,6 +278,12 @@ class _ProcessState:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.sessions: dict[tuple[str, str], Any] = {}
+        # Login is per process: a second KeyStore reuses the session, so it must prove the
+        # same PIN.  Only a keyed digest is kept, never the PIN.
+        self.pin_digests: dict[tuple[str, str], bytes] = {}
+        self.pin_key = secrets.token_bytes(32)
+        self.loaded: set[str] = set()  # modules this process initialised
+        self.needs_reinit: set[str] = set()  # modules inherited initialised from a parent process
         self.generation = 0
 
 
@@ -289,8 +297,7 @@ def _after_fork_in_child() -> None:
     stale = _STATE
     _STATE = _ProcessState()
     _STATE.generation = stale.generation + 1
-    for module_path in {module for module, _ in stale.sessions}:
-        _STATE.sessions[("__reinit__", module_path)] = True
+    _STATE.needs_reinit = stale.loaded | stale.needs_reinit
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -309,8 +316,10 @@ def _lib(module_path: str) -> Any:
         lib = pkcs11.lib(module_path)
     except p11_errors.PKCS11Error as exc:
         raise KeyStoreError(f"cannot load PKCS#11 module {module_path}: {type(exc).__name__}") from None
-    if _STATE.sessions.pop(("__reinit__", module_path), None):
+    if module_path in _STATE.needs_reinit:
+        _STATE.needs_reinit.discard(module_path)
         lib.reinitialize()
+    _STATE.loaded.add(module_path)
     return lib
 
 
@@ -330,7 +339,24 @@ def _find_token(lib: Any, label: str) -> Any:
     raise TokenNotFound(f"no PKCS#11 token labelled {label!r} in {lib.so}")
 
 
+def _login(config: KeyStoreConfig) -> Any:
+    """Open the token for a new KeyStore: log in, or check the PIN against this process's login."""
+    key = (config.module_path, config.token_label)
+    if key in _STATE.sessions:
+        if not hmac.compare_digest(_pin_digest(config.pin.read()), _STATE.pin_digests[key]):
+            raise LoginFailed(
+                f"HSM login to token {config.token_label!r} failed: incorrect PIN (from {config.pin.describe()})"
+            )
+        return _STATE.sessions[key]
+    return _open_session(config)
+
+
+def _pin_digest(pin: str) -> bytes:
+    return hmac.new(_STATE.pin_key, pin.encode(), hashlib.sha256).digest()
+
+
 def _open_session(config: KeyStoreConfig) -> Any:
+    """The process's logged-in session for this token, logging in if there is none yet."""
     key = (config.module_path, config.token_label)
     session = _STATE.sessions.get(key)
     if session is not None:
@@ -352,8 +378,8 @@ def _open_session(config: KeyStoreConfig) -> Any:
         ) from None
     except p11_errors.PKCS11Error as exc:
         raise LoginFailed(f"HSM login to token {config.token_label!r} failed: {type(exc).__name__}") from None
-    finally:
-        del pin
+    _STATE.pin_digests[key] = _pin_digest(pin)
+    del pin
     _STATE.sessions[key] = session
     return session
 
@@ -376,7 +402,7 @@ class KeyStore:
         """Open and log in now, so configuration and PIN errors surface at start-up."""
         store = cls(config, audit=audit, clock=clock)
         with _locked():
-            _open_session(config)
+            _login(config)
         return store
 
     def _session(self) -> Any:
@@ -640,12 +666,23 @@ class Pkcs11Signer:
     def _call_sign(self, data: bytes, mechanism: Mechanism, param: Any) -> bytes:
         try:
             return self._private().sign(data, mechanism=mechanism, mechanism_param=param)
-        except p11_errors.KeyFunctionNotPermitted:
-            raise KeyInactive(f"key {self.label} is deactivated; it can no longer sign") from None
-        except (p11_errors.ObjectHandleInvalid, p11_errors.SessionHandleInvalid, p11_errors.SessionClosed):
+        except (
+            p11_errors.ObjectHandleInvalid,
+            p11_errors.KeyHandleInvalid,
+            p11_errors.SessionHandleInvalid,
+            p11_errors.SessionClosed,
+        ):
             self._handle = None
             raise KeyInactive(f"key {self.label} is no longer available on the token") from None
         except p11_errors.PKCS11Error as exc:
+            # A deactivated key (CKA_SIGN=false) is refused with a code python-pkcs11 does not
+            # name consistently across versions; ask the token instead of guessing.
+            try:
+                can_sign = bool(self._private()[Attribute.SIGN])
+            except p11_errors.PKCS11Error:
+                can_sign = True
+            if not can_sign:
+                raise KeyInactive(f"key {self.label} is deactivated; it can no longer sign") from None
             raise KeyStoreError(f"signing with {self.label} failed: {type(exc).__name__}") from None
 
 
