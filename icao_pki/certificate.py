@@ -639,14 +639,14 @@ def _window(window: Window, what: str) -> Window:
 
 
 @dataclass(frozen=True)
-class _Issuer:
+class IssuingKey:
     signer: Signer
     name: x509.Name
     key_identifier: bytes
     validity: Window | None  # None: self-signed
 
 
-def _issuer_from_certificate(signer: Signer, issuer: Certificate) -> _Issuer:
+def issuer_from_certificate(signer: Signer, issuer: Certificate) -> IssuingKey:
     """Check the signer holds the key of the issuer certificate before anything is signed."""
     try:
         held = _signer_key(signer)
@@ -658,12 +658,12 @@ def _issuer_from_certificate(signer: Signer, issuer: Certificate) -> _Issuer:
             f"the signer's key is not the key of the issuer certificate {issuer.subject_str!r}"
         )
     ski = issuer.subject_key_identifier or key_identifier(certified)
-    return _Issuer(signer, issuer.subject, ski, issuer.validity)
+    return IssuingKey(signer, issuer.subject, ski, issuer.validity)
 
 
 def _build(
     profile: Profile,
-    issuer: _Issuer,
+    issuer: IssuingKey,
     subject: x509.Name,
     subject_key: PublicKey,
     validity: Window,
@@ -781,7 +781,7 @@ def build_csca_certificate(
     Refused with `PolicyViolation` beyond the decree's CSCA limits (Art. 23.1a / 26.1a)."""
     name = as_name(subject)
     key = _signer_key(signer)
-    issuer = _Issuer(signer, name, key_identifier(key), None)
+    issuer = IssuingKey(signer, name, key_identifier(key), None)
     return _build(
         Profile.CSCA, issuer, name, key, validity, private_key_usage, document_type, crl_distribution_points,
         mrz_country=mrz_country, serial_source=serial_source, hash_algorithm=hash_algorithm,
@@ -811,7 +811,7 @@ def build_csca_link_certificate(
     Signed with the OLD key and therefore the old key's algorithm, also when the new key
     uses another one (RSA → ECDSA; EJBCA PR 500 got this wrong).  `subject` defaults to the
     old CSCA's subject; a different name adds the NameChange extension."""
-    issuer = _issuer_from_certificate(old_signer, old_csca)
+    issuer = issuer_from_certificate(old_signer, old_csca)
     name = old_csca.subject if subject is None else as_name(subject)
     return _build(
         Profile.CSCA_LINK, issuer, name, _subject_key(new_public_key), validity, private_key_usage, document_type,
@@ -842,7 +842,7 @@ def build_ds_certificate(
     Refused with `PolicyViolation` beyond Art. 23.1b / 26.1b (validity 10 / 22 years, key 3
     months) or outside the CSCA's validity."""
     return _build(
-        Profile.DS, _issuer_from_certificate(csca_signer, csca), as_name(subject), _subject_key(subject_public_key),
+        Profile.DS, issuer_from_certificate(csca_signer, csca), as_name(subject), _subject_key(subject_public_key),
         validity, private_key_usage, document_type, crl_distribution_points, mrz_country=mrz_country,
         serial_source=serial_source, hash_algorithm=hash_algorithm, rsa_padding=rsa_padding, policy=policy,
     )  # fmt: skip
@@ -867,7 +867,7 @@ def build_master_list_signer_certificate(
     """Master List signer (extKeyUsage 2.23.136.1.1.3, critical).  The decree sets no limit;
     the certificate must still lie within the CSCA's validity."""
     return _build(
-        Profile.MLS, _issuer_from_certificate(csca_signer, csca), as_name(subject), _subject_key(subject_public_key),
+        Profile.MLS, issuer_from_certificate(csca_signer, csca), as_name(subject), _subject_key(subject_public_key),
         validity, private_key_usage, document_type, crl_distribution_points, mrz_country=mrz_country,
         serial_source=serial_source, hash_algorithm=hash_algorithm, rsa_padding=rsa_padding, policy=policy,
     )  # fmt: skip
@@ -891,7 +891,7 @@ def build_deviation_list_signer_certificate(
 ) -> bytes:
     """Deviation List signer (extKeyUsage 2.23.136.1.1.8, critical)."""
     return _build(
-        Profile.DLS, _issuer_from_certificate(csca_signer, csca), as_name(subject), _subject_key(subject_public_key),
+        Profile.DLS, issuer_from_certificate(csca_signer, csca), as_name(subject), _subject_key(subject_public_key),
         validity, private_key_usage, document_type, crl_distribution_points, mrz_country=mrz_country,
         serial_source=serial_source, hash_algorithm=hash_algorithm, rsa_padding=rsa_padding, policy=policy,
     )  # fmt: skip
