@@ -335,7 +335,7 @@ def parse_signed_data(data: bytes) -> SignedObject:
         encap = signed["encap_content_info"]
         content_type = encap["content_type"].dotted
         content_value = encap["content"]
-        if content_value.native is None:
+        if isinstance(content_value, core.Void):
             raise CmsDecodeError("detached SignedData: the ICAO objects carry their content")
         content = _octets(content_value)
         certificates: list[x509.Certificate] = []
