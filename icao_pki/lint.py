@@ -11,6 +11,7 @@ RFC 5280 section, or the decree article that the rule comes from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -196,16 +197,22 @@ def check_tbs(
     profile = Profile(role)
     doc = DocumentType(document_type)
     out = _Collector()
-    try:
-        _check_basics(tbs, out)
-        _check_names(tbs, profile, out)
-        validity = _check_times(tbs, out)
-        _check_key(tbs, out)
-        pkup = _check_extensions(tbs, profile, doc, out)
-        if validity is not None:
-            _check_policy(profile, doc, validity, pkup, issuer_validity, policy, out)
-    except (ValueError, TypeError, KeyError) as exc:  # malformed foreign input: report, never crash
-        out.error("malformed", f"cannot decode the certificate body: {exc}", f"{RFC} §4.1")
+
+    def guarded(step: Callable[[], Any], what: str) -> Any:
+        # Malformed foreign input: report the part that cannot be read, keep checking the rest.
+        try:
+            return step()
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            out.error("malformed", f"cannot decode the {what}: {exc}", f"{RFC} §4.1")
+            return None
+
+    guarded(lambda: _check_basics(tbs, out), "certificate body")
+    guarded(lambda: _check_names(tbs, profile, out), "names")
+    validity = guarded(lambda: _check_times(tbs, out), "validity")
+    guarded(lambda: _check_key(tbs, out), "public key")
+    pkup = guarded(lambda: _check_extensions(tbs, profile, doc, out), "extensions")
+    if validity is not None:
+        guarded(lambda: _check_policy(profile, doc, validity, pkup, issuer_validity, policy, out), "validity")
     return out.findings
 
 
@@ -223,7 +230,8 @@ def _check_basics(tbs: x509.TbsCertificate, out: _Collector) -> None:
     for field in ("issuer_unique_id", "subject_unique_id"):
         if tbs[field].native is not None:
             out.error("unique-id", f"{field} must not be present", f"{T5} {field}")
-    if tbs["extensions"].native is None:
+    extensions = tbs["extensions"]
+    if isinstance(extensions, core.Void) or len(extensions) == 0:
         out.error("no-extensions", "no extensions", T6)
 
 
