@@ -28,6 +28,7 @@ from enum import Enum
 
 from asn1crypto import algos, cms, core, x509
 
+from .names import X509Error
 from .signature import (
     PublicKey,
     PublicKeyError,
@@ -46,8 +47,10 @@ ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 # --- errors and findings -------------------------------------------------------------------
 
 
-class CmsError(ValueError):
-    """Root of the errors raised by the CMS-based ICAO modules (SOD, Master List, DL, PA)."""
+class CmsError(X509Error, ValueError):
+    """Root of the errors raised by the CMS-based ICAO modules (SOD, Master List, DL, PA).
+
+    A subclass of `icao_pki.names.X509Error`, the root of every icao_pki error."""
 
 
 class CmsDecodeError(CmsError):
