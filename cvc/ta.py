@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 
-from icao_pki.signature import SignatureError, pad_plain, verify_signature
+from icao_pki.signature import SignatureError, pad_plain
 from icao_pki.signer import KeyKind, Signer
 
 from .algorithms import TaAlgorithm
+from .certificate import verify_ta_signature
 from .errors import CvcBuildError, CvcValidationError
 from .validation import ImportedKey
 
@@ -69,6 +70,6 @@ def ta_verify(
     data = ta_signature_input(id_icc, r_icc, ephemeral_pcd_public_key, auxiliary_data)
     alg = terminal.algorithm
     try:
-        verify_signature(terminal.public_key, signature, data, alg.hash, ecdsa_format="plain", rsa_padding=alg.rsa_padding)
+        verify_ta_signature(terminal.public_key, alg, signature, data)
     except SignatureError as exc:
         raise CvcValidationError("ta_signature", f"Terminal Authentication signature does not verify: {exc}", chr=terminal.chr) from None
