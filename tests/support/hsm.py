@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,10 +34,14 @@ def require_softhsm() -> None:
 
 
 @pytest.fixture(scope="session")
-def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Environment for a private SoftHSM2 token directory and one initialised token."""
+def hsm_env() -> Iterator[dict[str, str]]:
+    """Environment for a private SoftHSM2 token directory and one initialised token.
+
+    The directory is not under pytest's basetemp: pytest prunes old basetemps, and a
+    concurrent pytest run could delete a token out from under this one.
+    """
     require_softhsm()
-    data_dir = tmp_path_factory.mktemp("softhsm")
+    data_dir = Path(tempfile.mkdtemp(prefix="icao-pki-softhsm-"))
     conf = write_softhsm_config(data_dir)
     previous = {k: os.environ.get(k) for k in ("SOFTHSM2_CONF", TEST_PIN_ENV)}
     pin = secrets.token_hex(8)
@@ -51,6 +56,7 @@ def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         "ICAO_PKI_TOKEN_LABEL": label,
         "data_dir": str(data_dir),
     }
+    shutil.rmtree(data_dir, ignore_errors=True)
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)
