@@ -38,7 +38,7 @@ def _roundtrip(csca_signer, ds_signer, document_type=DocumentType.PASSPORT, rsa_
 @pytest.mark.parametrize("curve", ["brainpoolP256r1", "secp256r1", "brainpoolP384r1"])
 def test_e2e_product_certificates_explicit_parameters(curve: str) -> None:
     csca_signer, ds_signer = SoftwareSigner.generate(curve), SoftwareSigner.generate(curve)
-    csca, ds, sod, result = _roundtrip(csca_signer, ds_signer)
+    csca, ds, _sod, result = _roundtrip(csca_signer, ds_signer)
     assert ds.has_explicit_ec_parameters
     assert result.data_groups_checked == [1, 2, 14, 15]
     assert result.csca_country == "VN" and result.issuing_state == "VNM"
@@ -50,7 +50,7 @@ def test_e2e_product_certificates_explicit_parameters(curve: str) -> None:
 
 def test_e2e_rsa_pss_idcard() -> None:
     signer = SoftwareSigner.generate("rsa2048")
-    _, ds, _, result = _roundtrip(signer, SoftwareSigner.generate("rsa2048"), DocumentType.IDCARD, RsaPadding.PSS)
+    _, _ds, _, result = _roundtrip(signer, SoftwareSigner.generate("rsa2048"), DocumentType.IDCARD, RsaPadding.PSS)
     assert result.valid
 
 
@@ -99,7 +99,7 @@ def test_e2e_hsm_keys_csca_ds_sod_pa_and_master_list(keystore) -> None:
     csca_signer = keystore.generate_key(keystore.next_label("passport", "csca"), "brainpoolP256r1")
     ds_signer = keystore.generate_key(keystore.next_label("passport", "ds"), "brainpoolP256r1")
     mls_signer = keystore.generate_key(keystore.next_label("passport", "mls"), "brainpoolP256r1")
-    csca, ds, sod, result = _roundtrip(csca_signer, ds_signer)
+    csca, _ds, sod, result = _roundtrip(csca_signer, ds_signer)
     assert result.valid and result.csca_subject and "CSCA Viet Nam" in result.csca_subject
     mls = parse_certificate(
         build_master_list_signer_certificate(
