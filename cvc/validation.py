@@ -67,8 +67,10 @@ def trust_point(cvca: CvCertificate, *, verify: bool = True) -> ImportedKey:
         raise CvcValidationError("not_cvca", f"a trust point must be a CVCA certificate, this is {cvca.role.value}", chr=cvca.chr)
     if cvca.public_key.kind is KeyKind.EC and not cvca.public_key.has_domain_parameters:
         raise CvcValidationError("domain_parameters", "a CVCA trust point must carry domain parameters", chr=cvca.chr)
+    if not cvca.is_self_signed:
+        raise CvcValidationError("not_self_signed", "a trust point must be a self-signed CVCA certificate", chr=cvca.chr)
     imported = _import(cvca, None)
-    if verify and cvca.is_self_signed:
+    if verify:
         cvca.verify_signature(imported.public_key, imported.algorithm)
     return imported
 
@@ -201,8 +203,6 @@ def check_chain_at(trust: CvCertificate, chain: Sequence[CvCertificate], at: dat
         anchor = trust_point(trust)
     except CvcValidationError as exc:
         return ChainReport((Finding(exc.reason, trust.chr, exc.message),), None, None)
-    if not trust.is_self_signed:
-        add("not_self_signed", trust, "the trust anchor must be a self-signed CVCA certificate")
     issuer, issuer_cert = anchor, trust
     chats = [anchor.chat]
     terminal: ImportedKey | None = None
