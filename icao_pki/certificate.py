@@ -44,11 +44,13 @@ from .names import (
 )
 from .policy import DEFAULT_POLICY, DocumentType, Policy, Role, Window
 from .signature import (
+    EcPublicKey,
     PublicKey,
     PublicKeyError,
     RsaPublicKey,
     SignatureError,
     build_spki,
+    cryptography_hash,
     load_spki,
     plain_to_der,
     verify_signature,
@@ -77,6 +79,7 @@ __all__ = [
     "sign_tbs",
     "signature_algorithm_for",
     "signature_parameters",
+    "verify_x509_signature",
 ]
 
 
@@ -263,6 +266,57 @@ def signature_parameters(algorithm: x509.SignedDigestAlgorithm) -> tuple[KeyKind
             )
         return KeyKind.RSA, hash_algorithm, RsaPadding.PSS
     raise SignatureError(f"unsupported signature algorithm {sig_algo}")
+
+
+def verify_x509_signature(key: PublicKey, algorithm: x509.SignedDigestAlgorithm, signature: bytes, data: bytes) -> None:
+    """Verify an X.509/CMS signature as foreign issuers make them; raises `SignatureError`.
+
+    Beyond `icao_pki.signature.verify_signature`: RSASSA-PSS with any salt length and MGF1
+    hash named in the parameters (Sweden's CSCA uses SHA-256 with a 20-byte salt), and an
+    ECDSA signature found in plain r||s form where DER was due (LTU/HUN documents)."""
+    try:
+        sig_algo = algorithm.signature_algo
+    except (ValueError, KeyError):
+        raise SignatureError(f"unsupported signature algorithm {algorithm['algorithm'].dotted}") from None
+    if sig_algo == "rsassa_pss" and isinstance(key, RsaPublicKey):
+        _verify_pss_as_parameterised(key, algorithm, signature, data)
+        return
+    kind, hash_algorithm, padding = signature_parameters(algorithm)
+    if kind is not key.kind:
+        raise SignatureError(f"signature algorithm {sig_algo} does not fit a {key.kind.value} key")
+    try:
+        verify_signature(key, signature, data, hash_algorithm, ecdsa_format="der", rsa_padding=padding)
+        return
+    except SignatureError as exc:
+        first = exc
+    if isinstance(key, EcPublicKey) and len(signature) == 2 * key.curve.order_bytes:
+        try:
+            verify_signature(key, signature, data, hash_algorithm, ecdsa_format="plain")
+            return
+        except SignatureError:
+            pass
+    raise first
+
+
+def _verify_pss_as_parameterised(key: RsaPublicKey, algorithm: x509.SignedDigestAlgorithm, signature: bytes, data: bytes) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding_mod
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    params = algorithm["parameters"]
+    try:
+        hash_algorithm = HashAlgorithm(params["hash_algorithm"]["algorithm"].native)
+        mgf_hash = HashAlgorithm(params["mask_gen_algorithm"]["parameters"]["algorithm"].native)
+    except ValueError as exc:
+        raise SignatureError(f"unsupported RSASSA-PSS parameters: {exc}") from None
+    if params["mask_gen_algorithm"]["algorithm"].native != "mgf1":
+        raise SignatureError("RSASSA-PSS mask generation other than MGF1 is not supported")
+    salt = params["salt_length"].native
+    pad = rsa_padding_mod.PSS(mgf=rsa_padding_mod.MGF1(cryptography_hash(mgf_hash)), salt_length=salt)
+    try:
+        rsa.RSAPublicNumbers(key.e, key.n).public_key().verify(signature, data, pad, cryptography_hash(hash_algorithm))
+    except InvalidSignature:
+        raise SignatureError("RSASSA-PSS signature does not verify") from None
 
 
 def sign_tbs(signer: Signer, tbs_der: bytes, hash_algorithm: HashAlgorithm, rsa_padding: RsaPadding) -> bytes:
@@ -511,23 +565,9 @@ class Certificate:
         else:
             key = issuer
         try:
-            kind, hash_algorithm, padding = signature_parameters(self.signature_algorithm)
+            verify_x509_signature(key, self.signature_algorithm, self.signature, self.tbs_der)
         except SignatureError as exc:
-            raise CertificateVerifyError(str(exc)) from None
-        if kind is not key.kind:
-            raise CertificateVerifyError(f"signature algorithm {self.signature_algorithm_name} does not fit a {key.kind.value} key")
-        try:
-            verify_signature(key, self.signature, self.tbs_der, hash_algorithm, ecdsa_format="der", rsa_padding=padding)
-            return
-        except SignatureError as exc:
-            first = exc
-        if kind is KeyKind.EC and not isinstance(key, RsaPublicKey) and len(self.signature) == 2 * key.curve.order_bytes:
-            try:
-                verify_signature(key, self.signature, self.tbs_der, hash_algorithm, ecdsa_format="plain")
-                return
-            except SignatureError:
-                pass
-        raise CertificateVerifyError(f"signature of {self.subject_str!r} does not verify: {first}")
+            raise CertificateVerifyError(f"signature of {self.subject_str!r} does not verify: {exc}") from None
 
     def to_pem(self) -> str:
         return pem.armor("CERTIFICATE", self.der).decode("ascii")

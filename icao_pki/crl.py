@@ -29,12 +29,12 @@ from .certificate import (
     parse_certificate,
     sign_tbs,
     signature_algorithm_for,
-    signature_parameters,
+    verify_x509_signature,
 )
 from .lint import Finding, Severity
 from .names import format_name
-from .signature import PublicKey, PublicKeyError, RsaPublicKey, SignatureError, verify_signature
-from .signer import HashAlgorithm, KeyKind, RsaPadding, Signer
+from .signature import PublicKey, PublicKeyError, SignatureError
+from .signer import HashAlgorithm, RsaPadding, Signer
 
 #: 9303-12 §4.1.5: a CSCA issues a CRL at least every 90 days.
 MAX_CRL_INTERVAL = timedelta(days=90)
@@ -337,25 +337,9 @@ class Crl:
         else:
             key = issuer
         try:
-            kind, hash_algorithm, padding = signature_parameters(self.asn1["signature_algorithm"])
+            verify_x509_signature(key, self.asn1["signature_algorithm"], self.asn1["signature"].native, self.tbs.dump())
         except SignatureError as exc:
-            raise CrlVerifyError(str(exc)) from None
-        if kind is not key.kind:
-            raise CrlVerifyError(f"signature algorithm {self.signature_algorithm_name} does not fit a {key.kind.value} key")
-        signature = self.asn1["signature"].native
-        tbs_der = self.tbs.dump()
-        try:
-            verify_signature(key, signature, tbs_der, hash_algorithm, ecdsa_format="der", rsa_padding=padding)
-            return
-        except SignatureError as exc:
-            first = exc
-        if kind is KeyKind.EC and not isinstance(key, RsaPublicKey) and len(signature) == 2 * key.curve.order_bytes:
-            try:
-                verify_signature(key, signature, tbs_der, hash_algorithm, ecdsa_format="plain")
-                return
-            except SignatureError:
-                pass
-        raise CrlVerifyError(f"CRL signature does not verify: {first}")
+            raise CrlVerifyError(f"CRL signature does not verify: {exc}") from None
 
     def describe(self) -> dict[str, Any]:
         return {
