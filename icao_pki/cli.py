@@ -7,6 +7,7 @@ import typer
 from . import __version__
 from .cli_hsm import app as hsm_app
 from .cli_policy import app as policy_app
+from .cli_serve import serve
 
 app = typer.Typer(
     name="icao-pki",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(hsm_app, name="hsm")
 app.add_typer(policy_app, name="policy")
+app.command("serve")(serve)
 
 
 def _mount_optional() -> None:

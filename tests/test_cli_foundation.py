@@ -107,3 +107,20 @@ def test_hsm_init_keygen_list_in_a_fresh_data_folder(tmp_path: Path) -> None:
     from icao_pki.keystore import JsonlAuditSink
 
     assert JsonlAuditSink(tmp_path / "var" / "audit" / "keystore.jsonl").verify() == 1
+
+
+@pytest.mark.hsm
+def test_serve_check_initialises_token_and_database(tmp_path: Path) -> None:
+    """What `make run` relies on: an empty data folder gets a token and a migrated database."""
+    require_softhsm()
+    import sqlite3
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ICAO_PKI_", "SOFTHSM2_", "DATABASE_URL"))}
+    env["ICAO_PKI_DATA_DIR"] = str(tmp_path / "var")
+    result = icao_pki("serve", "--check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "token 'icao-pki'" in result.stderr
+    assert any((tmp_path / "var" / "tokens").iterdir())
+    with sqlite3.connect(tmp_path / "var" / "icao-pki.db") as db:
+        tables = {row[0] for row in db.execute("select name from sqlite_master where type='table'")}
+    assert {"alembic_version", "organisations", "keys", "certificates", "requests", "audit_log"} <= tables

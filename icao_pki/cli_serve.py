@@ -1,0 +1,46 @@
+"""`icao-pki serve`: run the lifecycle API on the embedded default or a configured deployment."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import typer
+
+from .console import err, reporting
+from .embedded import DataDir, init_embedded_token
+from .keystore import KeyStoreError
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    check: bool = typer.Option(False, "--check", help="Prepare everything, print the status, and exit without serving."),
+) -> None:
+    """Open the key store, migrate the database, and serve the lifecycle API (uvicorn)."""
+    import uvicorn
+
+    from lifecycle_api.app import create_app
+    from lifecycle_api.settings import Settings
+    from lifecycle_api.store.migrate import upgrade
+
+    with reporting(KeyStoreError):
+        data_dir = DataDir.from_env()
+        data_dir.root.mkdir(parents=True, exist_ok=True)
+        if data_dir.uses_embedded_hsm():
+            init_embedded_token(data_dir)
+        keystore = data_dir.open_keystore()  # a wrong PIN or module fails here, before listening
+        keys = keystore.list_keys()
+        upgrade(data_dir.database_url)
+        settings = replace(Settings.from_environment(), database_url=data_dir.database_url)
+        app = create_app(settings)
+    active = sum(1 for k in keys if k.state == "active")
+    err.print(
+        f"icao-pki: token {keystore.config.token_label!r} ({active} active key(s)), "
+        f"database {data_dir.database_url}, data folder {data_dir.root}",
+        markup=False,
+        highlight=False,
+    )
+    if check:
+        return
+    err.print(f"icao-pki: serving the lifecycle API on http://{host}:{port} (OpenAPI at /docs)", markup=False)
+    uvicorn.run(app, host=host, port=port, log_level="info")
