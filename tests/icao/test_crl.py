@@ -198,3 +198,16 @@ def test_crl_openssl_parses_and_verifies(tmp_path: Path, key_spec: str) -> None:
     empty.write_bytes(build_crl(signer, csca, this_update=T0, next_update=T0 + timedelta(days=1), crl_number=43))
     text = openssl("crl", "-inform", "DER", "-in", str(empty), "-text", "-noout").stdout.decode()
     assert "No Revoked Certificates." in text
+
+
+@pytest.mark.hsm
+def test_crl_signed_in_the_hsm_verifies_with_openssl(tmp_path: Path, keystore) -> None:
+    signer = keystore.generate_key(keystore.next_label("passport", "csca"), "rsa2048")
+    csca = make_csca(signer)
+    der = build_crl(signer, csca, this_update=T0, next_update=T0 + timedelta(days=90), crl_number=1,
+                    revoked=[RevokedEntry(0x1234, T0, RevocationReason.LAW_ENFORCEMENT_REQUEST)])  # fmt: skip
+    path = tmp_path / "hsm.crl"
+    path.write_bytes(der)
+    ca = write_pem(tmp_path / "csca.pem", csca)
+    result = openssl("crl", "-inform", "DER", "-in", str(path), "-CAfile", str(ca), "-noout", "-text")
+    assert b"verify OK" in result.stdout + result.stderr and b"Privilege Withdrawn" in result.stdout
