@@ -41,6 +41,8 @@ class Settings:
     scrypt: ScryptParameters = field(default_factory=ScryptParameters)
     #: allowed difference between a document's signingTime and the service clock
     signing_time_tolerance: timedelta = timedelta(minutes=5)
+    #: oldest signingTime accepted on a submitted document (replays are refused regardless)
+    signed_document_max_age: timedelta | None = timedelta(days=1)
     #: notification delivery: attempts before a message is marked dead, first retry delay
     notification_max_attempts: int = 8
     notification_first_retry: timedelta = timedelta(seconds=30)

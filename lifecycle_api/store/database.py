@@ -129,6 +129,11 @@ class StoreTx:
     def organisations(self) -> Sequence[Organisation]:
         return self.session.scalars(select(Organisation).order_by(Organisation.id)).all()
 
+    def organisations_of_type(self, party_type: PartyType) -> Sequence[Organisation]:
+        return self.session.scalars(
+            select(Organisation).where(Organisation.party_type == PartyType(party_type)).order_by(Organisation.id)
+        ).all()
+
     def coyeu_units(self, ministry: str) -> Sequence[Organisation]:
         return self.session.scalars(
             select(Organisation).where(Organisation.party_type == PartyType.COYEU, Organisation.ministry == ministry)
@@ -282,6 +287,14 @@ class StoreTx:
         assert req is not None
         self.session.refresh(req)
         return req
+
+    def set_request_result(self, request_id: str, result: dict[str, Any], *, now: datetime) -> None:
+        self.session.execute(
+            update(Request)
+            .where(Request.id == request_id)
+            .values(result=result, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
     def add_request_signature(
         self,
@@ -546,13 +559,20 @@ class StoreTx:
             select(OutboxMessage).where(OutboxMessage.organisation_id == organisation_id).order_by(OutboxMessage.id)
         ).all()
 
-    def due_notifications(self, now: datetime, limit: int = 100) -> Sequence[OutboxMessage]:
-        return self.session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.state == OutboxState.PENDING, OutboxMessage.next_attempt_at <= now)
+    def due_notifications(self, now: datetime, limit: int = 100) -> Sequence[tuple[OutboxMessage, str]]:
+        """Pending messages whose next attempt is due, for organisations with a webhook, with its URL."""
+        rows = self.session.execute(
+            select(OutboxMessage, Organisation.webhook_url)
+            .join(Organisation, Organisation.id == OutboxMessage.organisation_id)
+            .where(
+                OutboxMessage.state == OutboxState.PENDING,
+                OutboxMessage.next_attempt_at <= now,
+                Organisation.webhook_url.is_not(None),
+            )
             .order_by(OutboxMessage.id)
             .limit(limit)
         ).all()
+        return [(message, url) for message, url in rows]
 
     def record_delivery(
         self,

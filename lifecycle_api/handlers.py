@@ -1,0 +1,100 @@
+"""What the Provider does with a countersigned request, per request type.
+
+The workflow (Agency signs → Cơ yếu unit countersigns → Provider acts) is the same for
+every request; what "acts" means — issue a DS certificate from the CSCA, a DV certificate
+from the CVCA, revoke… — is a `RequestHandler` registered under its request type.  The
+registry is deny-by-default too: an unregistered type is refused at submission, and a
+handler names the parties that may submit it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from icao_pki.policy import DocumentType, Policy
+
+from .deadlines import DeadlineRule
+from .errors import InvalidInput
+from .store import PartyType
+
+if TYPE_CHECKING:
+    from .auth import Caller
+    from .store import StoreTx
+
+
+@dataclass(frozen=True)
+class RequestSnapshot:
+    """The request as the handler sees it: immutable, already countersigned."""
+
+    id: str
+    request_type: str
+    document_type: DocumentType | None
+    applicant_organisation_id: int
+    ministry: str | None
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ActContext:
+    """Everything a handler may use; it writes only through `tx` (the step's one transaction)."""
+
+    tx: StoreTx
+    request: RequestSnapshot
+    now: datetime
+    caller: Caller
+    policy: Policy
+
+
+#: validate(payload, document_type, policy) raises InvalidInput or PolicyViolation
+Validator = Callable[[Mapping[str, Any], DocumentType | None, Policy], None]
+#: act(context) -> JSON-able result, stored on the request and sent to the applicant
+Action = Callable[[ActContext], dict[str, Any]]
+
+
+def _accept_any(payload: Mapping[str, Any], document_type: DocumentType | None, policy: Policy) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RequestHandler:
+    request_type: str
+    submitters: frozenset[PartyType]
+    act: Action
+    validate: Validator = _accept_any
+    document_type_required: bool = True
+    #: time the Provider has to act, from submission (e.g. Art. 19.2b for revocations); None: no deadline
+    deadline: DeadlineRule | None = None
+    description: str = ""
+
+
+@dataclass
+class HandlerRegistry:
+    _handlers: dict[str, RequestHandler] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, handlers: Iterable[RequestHandler]) -> HandlerRegistry:
+        registry = cls()
+        for handler in handlers:
+            registry.register(handler)
+        return registry
+
+    def register(self, handler: RequestHandler) -> None:
+        if handler.request_type in self._handlers:
+            raise ValueError(f"a handler for {handler.request_type!r} is already registered")
+        if not handler.submitters:
+            raise ValueError(f"handler {handler.request_type!r} names no submitting party")
+        self._handlers[handler.request_type] = handler
+
+    def get(self, request_type: str) -> RequestHandler:
+        try:
+            return self._handlers[request_type]
+        except KeyError:
+            raise InvalidInput(
+                f"unknown request type {request_type!r}", request_type=request_type, known=sorted(self._handlers)
+            ) from None
+
+    def types(self) -> list[str]:
+        return sorted(self._handlers)
