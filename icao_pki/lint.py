@@ -227,6 +227,22 @@ def _check_basics(tbs: x509.TbsCertificate, out: _Collector) -> None:
     algorithm = tbs["signature"]["algorithm"].native
     if algorithm not in _ALLOWED_SIGNATURE_ALGORITHMS:
         out.error("signature-algorithm", f"signature algorithm {algorithm} is not allowed", f"{T5} signature; 9303-12 §4.1.6.1")
+    signature = tbs["signature"]
+    if algorithm.endswith("_ecdsa") and signature["parameters"].dump():
+        out.error("ecdsa-parameters", "ecdsa-with-SHA* AlgorithmIdentifier must omit the parameters", "RFC 5758 §3.2")
+    if algorithm == "rsassa_pss":
+        params = signature["parameters"]
+        hash_name = params["hash_algorithm"]["algorithm"].native
+        mgf_hash = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
+        salt = params["salt_length"].native
+        expected_salt = {"sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}.get(hash_name)
+        if hash_name == "sha1" or mgf_hash != hash_name or salt != expected_salt:
+            out.error(
+                "rsassa-pss-parameters",
+                f"RSASSA-PSS with {hash_name}, MGF1-{mgf_hash}, salt {salt}: use SHA-2, the same hash for MGF1 "
+                "and a salt as long as the hash",
+                "9303-12 §4.1.6.1; RFC 4055 §3.1",
+            )
     for field in ("issuer_unique_id", "subject_unique_id"):
         if tbs[field].native is not None:
             out.error("unique-id", f"{field} must not be present", f"{T5} {field}")

@@ -26,12 +26,13 @@ CSCAS = [
     ("fr_csca_2006.pem", "rsa4096", "sha1-rsassa_pkcs1v15", False,
      {"signature-algorithm", "extension-missing", "decree-csca-certificate-validity"}),
     ("se_csca_2005_rsapss.pem", "rsa2048", "sha256-rsassa_pss", False,
-     {"extension-missing", "decree-csca-certificate-validity"}),
+     {"extension-missing", "decree-csca-certificate-validity", "rsassa-pss-parameters"}),
     ("at_csca_2014_bp384.pem", "brainpoolP384r1", "sha384-ecdsa", True,
      {"pkup-bounds", "decree-csca-certificate-validity"}),
     ("de_csca_100_2011_bp384.pem", "brainpoolP384r1", "sha384-ecdsa", True, {"alt-name-locality"}),
     ("be_cscaec_2014_p256.pem", "secp256r1", "sha256-ecdsa", True, {"extension-missing"}),
-    ("lt_csca_2007_bp256_sha1.pem", "brainpoolP256r1", "sha1-ecdsa", True, {"signature-algorithm", "extension-missing"}),
+    ("lt_csca_2007_bp256_sha1.pem", "brainpoolP256r1", "sha1-ecdsa", True,
+     {"signature-algorithm", "extension-missing", "ecdsa-parameters"}),
     ("ch_csca_1_2006_p384_sha1.pem", "secp384r1", "sha1-ecdsa", True, {"signature-algorithm", "extension-missing"}),
 ]  # fmt: skip
 
