@@ -5,16 +5,19 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from .console import JsonOption, out, print_json
-from .policy import DEFAULT_POLICY
+from .console import JsonOption, out, print_json, reporting
+from .policy import PolicyError, policy_from_env
 
 app = typer.Typer(help="The per-role limits of Decree 68/2024 Art. 23 and 26.", no_args_is_help=True)
 
 
 @app.command("show")
 def show(as_json: bool = JsonOption) -> None:
-    """List every document type × role limit with the article that sets it."""
-    rows = DEFAULT_POLICY.rows()
+    """List every document type × role limit in force, with the article that sets it.
+
+    Shows the decree's limits, narrowed by the deployment's ICAO_PKI_POLICY_FILE if set."""
+    with reporting(PolicyError):
+        rows = policy_from_env().rows()
     if as_json:
         print_json([r.as_dict() for r in rows])
         return

@@ -9,6 +9,7 @@ import typer
 from .console import err, reporting
 from .embedded import DataDir, init_embedded_token
 from .keystore import KeyStoreError
+from .policy import PolicyError, policy_from_env
 
 
 def serve(
@@ -23,7 +24,8 @@ def serve(
     from lifecycle_api.settings import Settings
     from lifecycle_api.store.migrate import upgrade
 
-    with reporting(KeyStoreError):
+    with reporting(KeyStoreError, PolicyError):
+        policy_from_env()  # a configuration that loosens the decree is refused before anything starts
         data_dir = DataDir.from_env()
         data_dir.root.mkdir(parents=True, exist_ok=True)
         if data_dir.uses_embedded_hsm():
@@ -31,7 +33,7 @@ def serve(
         keystore = data_dir.open_keystore()  # a wrong PIN or module fails here, before listening
         keys = keystore.list_keys()
         upgrade(data_dir.database_url)
-        settings = replace(Settings.from_environment(), database_url=data_dir.database_url)
+        settings = replace(Settings.from_environment(), database_url=data_dir.database_url, policy=policy_from_env())
         app = create_app(settings)
     active = sum(1 for k in keys if k.state == "active")
     err.print(

@@ -19,10 +19,13 @@ Interpretation (REQUIREMENTS.md §2):
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dateutil.relativedelta import relativedelta
@@ -456,3 +459,25 @@ def _remaining(delta: timedelta) -> str:
 
 #: The default policy: exactly the decree.
 DEFAULT_POLICY = Policy()
+
+POLICY_FILE_ENV = "ICAO_PKI_POLICY_FILE"
+
+
+def load_policy_file(path: str | os.PathLike[str]) -> Policy:
+    """A deployment's shorter limits from a JSON file: ``{"passport.ds": {"key_usage_months": 2}, ...}``
+    or a list of rows.  A longer limit, or a malformed file, is refused with the reason."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyConfigurationError("policy", f"cannot read policy file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise PolicyConfigurationError("policy", f"policy file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict | list):
+        raise PolicyConfigurationError("policy", f"policy file {path} must hold an object or a list of rows")
+    return Policy.with_overrides(data)
+
+
+def policy_from_env() -> Policy:
+    """The policy in force: the decree's, narrowed by ICAO_PKI_POLICY_FILE when it is set."""
+    path = os.environ.get(POLICY_FILE_ENV)
+    return load_policy_file(path) if path else DEFAULT_POLICY

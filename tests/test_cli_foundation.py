@@ -124,3 +124,28 @@ def test_serve_check_initialises_token_and_database(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "var" / "icao-pki.db") as db:
         tables = {row[0] for row in db.execute("select name from sqlite_master where type='table'")}
     assert {"alembic_version", "organisations", "keys", "certificates", "requests", "audit_log"} <= tables
+
+
+def test_policy_file_narrows_limits_and_refuses_longer_ones(tmp_path: Path) -> None:
+    shorter = tmp_path / "short.json"
+    shorter.write_text(json.dumps({"passport.ds": {"key_usage_months": 2, "max_signatures": 60000}}))
+    env = {**os.environ, "ICAO_PKI_POLICY_FILE": str(shorter)}
+    result = icao_pki("policy", "show", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    row = next(r for r in json.loads(result.stdout) if (r["document_type"], r["role"]) == ("passport", "ds"))
+    assert (row["key_usage_months"], row["max_signatures"]) == (2, 60000)
+
+    longer = tmp_path / "long.json"
+    longer.write_text(json.dumps({"idcard.is": {"certificate_validity_months": 2}}))
+    env = {**os.environ, "ICAO_PKI_POLICY_FILE": str(longer), "ICAO_PKI_DATA_DIR": str(tmp_path / "var")}
+    expected = "error: Art. 26.2c: configured ID card IS certificate validity of 2 months exceeds the decree's 1 month"
+    for command in (["policy", "show"], ["serve", "--check"]):
+        refused = icao_pki(*command, env=env)
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == expected
+    assert not (tmp_path / "var").exists()  # refused at start: nothing was created
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    refused = icao_pki("policy", "show", env={**os.environ, "ICAO_PKI_POLICY_FILE": str(broken)})
+    assert refused.returncode == 2 and "is not valid JSON" in refused.stderr
