@@ -157,16 +157,36 @@ class World:
             return tx.row_counts()
 
 
-def build_world(database_url: str, org_pki: OrgPkiForTests, handlers: HandlerRegistry | None = None) -> World:
+def open_world(database_url: str, org_pki: OrgPkiForTests, handlers: HandlerRegistry | None = None) -> World:
+    """The service on an existing database (fresh clock at START)."""
     clock = FakeClock(START)
     settings = Settings(database_url=database_url, scrypt=ScryptParameters(n=2**4, r=8, p=1))
     store = Store(database_url)
-    store.create_schema()
     trust = OrgPkiTrust(roots=(org_pki.pki.root.der,), intermediates=(org_pki.pki.sub_ca.der,))
     app = create_app(settings, clock, trust=trust, handlers=handlers or test_handlers(), store=store)
     client = TestClient(app, raise_server_exceptions=False)
-    world = World(client=client, clock=clock, store=store, org_pki=org_pki)
-    services = app.state.services
+    return World(client=client, clock=clock, store=store, org_pki=org_pki)
+
+
+def clone_world(template: World, database_url: str) -> World:
+    """A world on a copy of the template's database: same parties and tokens, fresh clock."""
+    world = open_world(database_url, template.org_pki)
+    world.parties = dict(template.parties)
+    world.crl_number = template.crl_number
+    return world
+
+
+def close_world(world: World) -> None:
+    world.client.close()
+    world.store.dispose()
+
+
+def build_world(database_url: str, org_pki: OrgPkiForTests, handlers: HandlerRegistry | None = None) -> World:
+    """Create the schema and every party through the HTTP API."""
+    Store(database_url).create_schema()
+    world = open_world(database_url, org_pki, handlers)
+    client = world.client
+    services = client.app.state.services
     admin = bootstrap_provider(services, name="Cục Chứng thực số và Bảo mật thông tin")
     provider_identity = org_pki.identity("Cục Chứng thực số và Bảo mật thông tin", "MNS:P0001")
     world.parties["provider"] = Party("provider", admin.operator.organisation_id, admin.token, provider_identity)

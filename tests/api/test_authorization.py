@@ -1,0 +1,131 @@
+"""Deny by default: every party × every endpoint, plus anonymous and forged callers.
+
+The expected table is written here independently of the code; a route added to the app
+without a row here fails `test_authorization_matrix_covers_every_route`.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+
+import pytest
+from fastapi import APIRouter, FastAPI
+
+from lifecycle_api.app import PUBLIC_PATHS
+from lifecycle_api.auth import assert_every_route_authorized, iter_routes
+from tests.api.world import World
+
+PARTY_KEYS = {"provider": "provider", "agency": "agency", "coyeu": "coyeu", "foreign_state": "foreign",
+              "is_operator": "is_operator"}
+ALL = frozenset(PARTY_KEYS)
+PUBLIC = None
+_counter = itertools.count()
+
+#: (method, path, parties allowed)
+MATRIX: list[tuple[str, str, frozenset[str] | None]] = [
+    ("GET", "/v1/health", PUBLIC),
+    ("POST", "/v1/organisations", frozenset({"provider"})),
+    ("GET", "/v1/organisations", frozenset({"provider"})),
+    ("GET", "/v1/organisations/{organisation_id}", ALL),
+    ("POST", "/v1/organisations/{organisation_id}/certificates", frozenset({"provider"})),
+    ("POST", "/v1/organisations/{organisation_id}/operators", frozenset({"provider"})),
+    ("POST", "/v1/trust/crls", frozenset({"provider"})),
+    ("POST", "/v1/requests", frozenset({"agency", "foreign_state", "is_operator"})),
+    ("GET", "/v1/requests", ALL),
+    ("GET", "/v1/requests/overdue", frozenset({"provider"})),
+    ("GET", "/v1/requests/{request_id}", ALL),
+    ("POST", "/v1/requests/{request_id}/countersign", frozenset({"coyeu"})),
+    ("POST", "/v1/requests/{request_id}/reject", frozenset({"coyeu", "provider"})),
+    ("POST", "/v1/requests/{request_id}/act", frozenset({"provider"})),
+    ("GET", "/v1/queue", frozenset({"coyeu", "provider"})),
+    ("GET", "/v1/notifications", ALL),
+    ("GET", "/v1/audit/verify", frozenset({"provider"})),
+]
+
+
+def _body(path: str) -> dict | None:
+    junk = base64.b64encode(b"\x30\x00").decode()
+    if path == "/v1/organisations":
+        return {"name": f"Org {next(_counter)}", "party_type": "is_operator", "country": "VN"}
+    if path.endswith("/operators"):
+        return {"name": f"op-{next(_counter)}"}
+    if path.endswith("/certificates") or path.endswith("/crls"):
+        return {"der": junk}
+    if path.startswith("/v1/requests"):
+        return {"document": junk}
+    return None
+
+
+def _call(world: World, method: str, path: str, headers: dict[str, str]):
+    concrete = path.format(organisation_id=world["provider"].organisation_id, request_id="00000000-0000-0000-0000-0")
+    body = _body(path) if method == "POST" else None
+    return world.client.request(method, concrete, json=body, headers=headers)
+
+
+def test_authorization_matrix_covers_every_route(sqlite_world: World) -> None:
+    app = sqlite_world.client.app
+    served = {(m, p) for p, r in iter_routes(app.routes) if p not in PUBLIC_PATHS or p == "/v1/health"
+              for m in (getattr(r, "methods", None) or ()) if m != "HEAD"}
+    assert served == {(m, p) for m, p, _ in MATRIX}
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), MATRIX, ids=[f"{m} {p}" for m, p, _ in MATRIX])
+def test_authorization_matrix(sqlite_world: World, method: str, path: str, allowed: frozenset[str] | None) -> None:
+    world = sqlite_world
+    outcomes: dict[str, int] = {}
+    for party, key in PARTY_KEYS.items():
+        r = _call(world, method, path, world[key].headers)
+        outcomes[party] = r.status_code
+        if allowed is None or party in allowed:
+            assert r.status_code not in (401, 403), f"{party} refused on {method} {path}: {r.text}"
+        else:
+            assert r.status_code == 403, f"{party} not refused on {method} {path}: {r.status_code} {r.text}"
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["reason"] == "forbidden"
+    for name, headers in (("anonymous", {}), ("forged", {"Authorization": "Bearer 0123456789abcdef.not-the-secret"}),
+                          ("garbage", {"Authorization": "Bearer nodot"}), ("basic", {"Authorization": "Basic eDp5"})):
+        r = _call(world, method, path, headers)
+        if allowed is None:
+            assert r.status_code == 200
+        else:
+            assert r.status_code == 401, f"{name} on {method} {path}: {r.status_code}"
+            assert r.headers.get("www-authenticate") == "Bearer"
+
+
+def test_authorization_forged_secret_for_real_token_id(sqlite_world: World) -> None:
+    token_id = sqlite_world["provider"].token.split(".")[0]
+    r = sqlite_world.client.get("/v1/organisations", headers={"Authorization": f"Bearer {token_id}.guess"})
+    assert r.status_code == 401
+
+
+def test_authorization_request_visible_only_to_its_parties(sqlite_world: World) -> None:
+    world = sqlite_world
+    rid = world.submit().json()["id"]
+    visible = {"provider", "agency", "coyeu"}
+    for key in ("provider", "agency", "coyeu", "agency_mod", "coyeu_mod", "idcard_agency", "foreign", "is_operator"):
+        r = world.client.get(f"/v1/requests/{rid}", headers=world[key].headers)
+        assert r.status_code == (200 if key in visible else 404), key
+        listed = [x["id"] for x in world.client.get("/v1/requests", headers=world[key].headers).json()]
+        assert (rid in listed) == (key in visible), key
+
+
+def test_authorization_party_sees_only_its_own_organisation(sqlite_world: World) -> None:
+    world = sqlite_world
+    own = world["agency"].organisation_id
+    assert world.client.get(f"/v1/organisations/{own}", headers=world["agency"].headers).status_code == 200
+    other = world["coyeu"].organisation_id
+    assert world.client.get(f"/v1/organisations/{other}", headers=world["agency"].headers).status_code == 404
+
+
+def test_authorization_unguarded_route_stops_the_app() -> None:
+    app = FastAPI()
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/leak")
+    def leak() -> dict:
+        return {}
+
+    app.include_router(router)
+    with pytest.raises(RuntimeError, match="/v1/leak"):
+        assert_every_route_authorized(app.routes, PUBLIC_PATHS)
