@@ -21,10 +21,11 @@ Errors: every error of the CMS-based modules (`sod`, `masterlist`, `deviationlis
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from functools import lru_cache
 
 from asn1crypto import algos, cms, core, x509
 
@@ -257,19 +258,43 @@ def load_certificate(der: bytes) -> x509.Certificate:
 def certificate_public_key(cert: x509.Certificate) -> PublicKey:
     """The certificate's key, with explicit EC parameters mapped to a named curve."""
     try:
-        return load_spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
+        return _spki(cert["tbs_certificate"]["subject_public_key_info"].dump())
     except PublicKeyError as exc:
         raise CmsDecodeError(f"{subject_text(cert)}: {exc}") from None
 
 
+@lru_cache(maxsize=4096)
+def _spki(der: bytes) -> PublicKey:
+    """`load_spki` is pure and (for explicit parameters) not cheap: a border verifier sees the
+    same CSCA and DS keys over and over."""
+    return load_spki(der)
+
+
+@lru_cache(maxsize=8192)
+def _name_key(der: bytes) -> str:
+    return x509.Name.load(der).hashable
+
+
+def same_name(a: x509.Name, b: x509.Name) -> bool:
+    """RFC 5280 name equality (asn1crypto's normalisation: case, whitespace, string types),
+    with a byte-equality fast path and a cache, because it sits in every path-building loop."""
+    da, db = a.dump(), b.dump()
+    return da == db or _name_key(da) == _name_key(db)
+
+
 def subject_text(cert: x509.Certificate) -> str:
-    return cert.subject.human_friendly
+    return _human_name(cert.subject.dump())
+
+
+@lru_cache(maxsize=4096)
+def _human_name(der: bytes) -> str:
+    return x509.Name.load(der).human_friendly
 
 
 def certificate_extension(cert: x509.Certificate, name: str) -> core.Asn1Value | None:
     """The parsed value of a certificate extension by asn1crypto name or dotted OID, or None."""
     extensions = cert["tbs_certificate"]["extensions"]
-    if extensions.native is None:
+    if isinstance(extensions, core.Void):
         return None
     for extension in extensions:
         if extension["extn_id"].native == name or extension["extn_id"].dotted == name:
@@ -278,7 +303,7 @@ def certificate_extension(cert: x509.Certificate, name: str) -> core.Asn1Value |
 
 
 def is_self_issued(cert: x509.Certificate) -> bool:
-    return cert.subject == cert.issuer
+    return same_name(cert.subject, cert.issuer)
 
 
 def certificate_digest(cert: x509.Certificate) -> bytes:
@@ -303,6 +328,17 @@ def certificate_matches_key(cert: x509.Certificate, key: PublicKey) -> bool:
         return certificate_public_key(cert) == key
     except CmsDecodeError:
         return False
+
+
+@lru_cache(maxsize=1024)
+def _cached_certificate(der: bytes) -> x509.Certificate:
+    return load_certificate(der)
+
+
+def load_certificate_cached(der: bytes) -> x509.Certificate:
+    """`load_certificate` for certificates seen repeatedly (signer certificates, trust anchors).
+    The returned object is shared: callers must not modify it."""
+    return _cached_certificate(bytes(der))
 
 
 # --- parsed SignedData ---------------------------------------------------------------------
@@ -342,12 +378,12 @@ def parse_signed_data(data: bytes) -> SignedObject:
             raise CmsDecodeError("detached SignedData: the ICAO objects carry their content")
         content = _octets(content_value)
         certificates: list[x509.Certificate] = []
-        if signed["certificates"].native is not None:
+        if not isinstance(signed["certificates"], core.Void):
             for choice in signed["certificates"]:
                 if choice.name != "certificate":
                     findings.append(warning("cms-non-x509-certificate", f"ignored a {choice.name} in certificates"))
                     continue
-                certificates.append(load_certificate(choice.chosen.dump()))
+                certificates.append(load_certificate_cached(choice.chosen.dump()))
         signer_infos = tuple(signed["signer_infos"])
         for signer_info in signer_infos:
             _ = signer_info["sid"].name, signer_info["digest_algorithm"]["algorithm"].native
@@ -399,7 +435,7 @@ def find_signer_certificate(
     sid = signer_info["sid"]
     for cert in certificates:
         if sid.name == "issuer_and_serial_number":
-            if cert.serial_number == sid.chosen["serial_number"].native and cert.issuer == sid.chosen["issuer"]:
+            if cert.serial_number == sid.chosen["serial_number"].native and same_name(cert.issuer, sid.chosen["issuer"]):
                 return cert
         elif sid.chosen.native in (cert.key_identifier, _method1_key_id(cert)):
             return cert
@@ -413,7 +449,7 @@ def _method1_key_id(cert: x509.Certificate) -> bytes:
 def signed_attribute(signer_info: cms.SignerInfo, name: str) -> list[core.Asn1Value]:
     """The values of a signed attribute (by asn1crypto name or dotted OID), or []."""
     attrs = signer_info["signed_attrs"]
-    if attrs.native is None:
+    if isinstance(attrs, core.Void):
         return []
     for attr in attrs:
         if attr["type"].native == name or attr["type"].dotted == name:
@@ -431,18 +467,17 @@ def signing_time_of(signer_info: cms.SignerInfo) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def _signed_attrs_encodings(signer_info: cms.SignerInfo) -> list[tuple[bytes, bool]]:
-    """(bytes to verify, is-as-received) candidates for the signed attributes."""
+def _signed_attrs_encodings(signer_info: cms.SignerInfo) -> Iterator[tuple[bytes, bool]]:
+    """(bytes to verify, is-as-received) candidates for the signed attributes: the received
+    SET first; its DER re-encoding only if that differs (computed lazily: rarely needed)."""
     attrs = signer_info["signed_attrs"]
     received = attrs.dump()
     as_received = b"\x31" + received[1:]
-    children = sorted(child.dump(force=True) for child in attrs)
-    body = b"".join(children)
+    yield as_received, True
+    body = b"".join(sorted(child.dump(force=True) for child in attrs))
     der = b"\x31" + _der_length(len(body)) + body
-    candidates = [(as_received, True)]
     if der != as_received:
-        candidates.append((der, False))
-    return candidates
+        yield der, False
 
 
 def _der_length(n: int) -> bytes:
@@ -478,7 +513,7 @@ def verify_signer(
         digest_hash = hash_from_name(signer_info["digest_algorithm"]["algorithm"].native)
         key = certificate_public_key(cert)
         signature = signer_info["signature"].native
-        has_attrs = signer_info["signed_attrs"].native is not None
+        has_attrs = not isinstance(signer_info["signed_attrs"], core.Void)
     except (ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, CmsError):
             raise
@@ -583,10 +618,10 @@ def build_signed_data(
     verified after signing: a token returning garbage must not leave the building."""
     if hash_algorithm not in SIGNING_HASHES:
         raise CmsBuildError(f"{hash_algorithm.value} is not allowed by 9303-12 §4.1.6")
-    cert = load_certificate(signer_certificate)
+    cert = load_certificate_cached(signer_certificate)
     cert_key = certificate_public_key(cert)
     try:
-        signer_key = load_spki(signer.public_key_info())
+        signer_key = _spki(signer.public_key_info())
     except PublicKeyError as exc:
         raise CmsBuildError(f"signer public key: {exc}") from None
     if signer_key != cert_key:
@@ -631,16 +666,18 @@ def build_signed_data(
             "signature": signature,
         }
     )
-    cert_choices = [cms.CertificateChoices(name="certificate", value=x509.Certificate.load(c)) for c in certificates]
-    signed_data = cms.SignedData(
-        {
-            "version": "v3",
-            "digest_algorithms": [digest_algorithm(hash_algorithm)],
-            "encap_content_info": cms.EncapsulatedContentInfo(
-                {"content_type": cms.ContentType(content_type), "content": core.ParsableOctetString(content)}
-            ),
-            "certificates": cert_choices,
-            "signer_infos": [signer_info],
-        }
-    )
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    # Assembled from DER parts: handing whole certificates to asn1crypto makes it re-walk them
+    # on every dump (its mutation check parses every child), which cost more than the signature.
+    for der in certificates:
+        load_certificate_cached(der)  # each must at least be a certificate
+    digest_algorithms = tlv(0x31, digest_algorithm(hash_algorithm).dump())
+    encap = tlv(0x30, cms.ContentType(content_type).dump() + tlv(0xA0, tlv(0x04, content)))
+    certs = tlv(0xA0, b"".join(sorted(bytes(c) for c in certificates))) if certificates else b""
+    signer_infos = tlv(0x31, signer_info.dump())
+    signed_data = tlv(0x30, b"\x02\x01\x03" + digest_algorithms + encap + certs + signer_infos)
+    return tlv(0x30, cms.ContentType("signed_data").dump() + tlv(0xA0, signed_data))
+
+
+def tlv(tag: int, value: bytes) -> bytes:
+    """A DER TLV with a one-byte tag."""
+    return bytes([tag]) + _der_length(len(value)) + value

@@ -46,6 +46,7 @@ from .cms import (
     load_certificate,
     parse_signed_data,
     register_content_type,
+    same_name,
     subject_text,
     verify_certificate_signature,
     verify_signer,
@@ -298,7 +299,7 @@ def _der_length(n: int) -> bytes:
 
 def _decode_documents(value: DeviationDocuments) -> DocumentSelector:
     kwargs: dict[str, object] = {}
-    if value["document_type"].native is not None:
+    if not isinstance(value["document_type"], core.Void):
         kwargs["document_type"] = value["document_type"].native
     dsc = value["dsc_identifier"]
     if not isinstance(dsc, core.Void):
@@ -310,10 +311,10 @@ def _decode_documents(value: DeviationDocuments) -> DocumentSelector:
         else:
             kwargs["dsc_certificate_digest"] = dsc.chosen.native
     period = value["issuing_date"]
-    if period.native is not None:
+    if not isinstance(period, core.Void):
         kwargs["issued_from"] = period["first_issued"].native
         kwargs["issued_until"] = period["last_issued"].native
-    if value["document_numbers"].native is not None:
+    if not isinstance(value["document_numbers"], core.Void):
         kwargs["document_numbers"] = tuple(value["document_numbers"].native)
     return DocumentSelector(**kwargs)  # type: ignore[arg-type]
 
@@ -386,7 +387,7 @@ def build_deviation_list(
     eku = certificate_extension(signer_cert, "extended_key_usage")
     if eku is None or ID_DL_SIGNER_EKU not in [p.dotted for p in eku]:
         raise DeviationListBuildError(f"{subject_text(signer_cert)} lacks extKeyUsage {ID_DL_SIGNER_EKU} (DL signer)")
-    if signer_cert.issuer != csca.subject:
+    if not same_name(signer_cert.issuer, csca.subject):
         raise DeviationListBuildError("the DL signer certificate was not issued by the given CSCA")
     try:
         verify_certificate_signature(signer_cert, certificate_public_key(csca))
@@ -443,7 +444,7 @@ def parse_deviation_list(data: bytes) -> DeviationList:
         dl = DeviationListAsn1.load(signed.content)
         version = dl["version"].native
         algorithm = dl["digest_algorithm"]
-        digest_algorithm = None if algorithm.native is None else hash_from_name(algorithm["algorithm"].native)
+        digest_algorithm = None if isinstance(algorithm, core.Void) else hash_from_name(algorithm["algorithm"].native)
         deviations = tuple(
             Deviation(
                 documents=_decode_documents(item["documents"]),
@@ -478,7 +479,7 @@ def verify_deviation_list(
         findings.append(warning("dl-signer-eku", f"DL signer lacks extKeyUsage {ID_DL_SIGNER_EKU}", subject_text(signer)))
     for der in trust_anchors:
         csca = load_certificate(der)
-        if csca.subject != signer.issuer:
+        if not same_name(csca.subject, signer.issuer):
             continue
         try:
             findings += verify_certificate_signature(signer, certificate_public_key(csca), tolerant=tolerant)

@@ -38,6 +38,7 @@ from .cms import (
     load_certificate,
     parse_signed_data,
     register_content_type,
+    same_name,
     subject_text,
     verify_certificate_signature,
     verify_signer,
@@ -184,7 +185,7 @@ def parse_master_list(data: bytes) -> MasterList:
         raise MasterListDecodeError(f"malformed CscaMasterList: {exc}") from None
     if version != 0:
         findings.append(warning("ml-version", f"CscaMasterList version {version}, expected v0"))
-    if signed.signed_data["crls"].native is not None:
+    if not isinstance(signed.signed_data["crls"], core.Void):
         findings.append(warning("ml-crls", "Master List SignedData carries CRLs (9303-12: crls x)"))
     return MasterList(signed=signed, version=version, entries=entries, findings=tuple(findings))
 
@@ -219,7 +220,7 @@ def build_master_list(
         raise MasterListBuildError(str(exc)) from None
     if not _has_eku(signer_cert, ID_ML_SIGNER_EKU):
         raise MasterListBuildError(f"{subject_text(signer_cert)} lacks extKeyUsage {ID_ML_SIGNER_EKU} (ML signer)")
-    if signer_cert.issuer != csca.subject:
+    if not same_name(signer_cert.issuer, csca.subject):
         raise MasterListBuildError("the ML signer certificate was not issued by the given CSCA")
     try:
         verify_certificate_signature(signer_cert, certificate_public_key(csca))
@@ -262,7 +263,7 @@ def _country(cert: x509.Certificate) -> str | None:
 def _find_issuers(cert: x509.Certificate, candidates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """Candidates whose subject is `cert`'s issuer, best key-identifier match first."""
     aki = cert.authority_key_identifier
-    matches = [c for c in candidates if c.subject == cert.issuer]
+    matches = [c for c in candidates if same_name(c.subject, cert.issuer)]
     if aki is not None:
         matches.sort(key=lambda c: c.key_identifier != aki)
     return matches

@@ -45,6 +45,8 @@ from .cms import (
     info,
     is_self_issued,
     load_certificate,
+    load_certificate_cached,
+    same_name,
     subject_text,
     verify_algorithm_signature,
     verify_certificate_signature,
@@ -218,7 +220,7 @@ def _valid_at(cert: x509.Certificate, at: datetime) -> bool:
 
 def _issuer_candidates(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     aki = cert.authority_key_identifier
-    matches = [c for c in pool if c.subject == cert.issuer and c.dump() != cert.dump()]
+    matches = [c for c in pool if same_name(c.subject, cert.issuer) and c.dump() != cert.dump()]
     if aki is not None:
         matches.sort(key=lambda c: c.key_identifier != aki)
     return matches
@@ -238,7 +240,7 @@ def _trust_pool(trust: Trust, at: datetime, findings: list[Finding]) -> list[x50
     pool = []
     for der in ders:
         try:
-            pool.append(load_certificate(der))
+            pool.append(load_certificate_cached(der))
         except CmsDecodeError as exc:
             findings.append(warning("trust-anchor-unusable", f"ignored a trust certificate: {exc}"))
     return pool
@@ -470,7 +472,7 @@ def _check_revocation(
         except (ValueError, TypeError, KeyError) as exc:
             findings.append(error("crl-malformed", f"unreadable CRL: {exc}"))
     for cert, issuer in zip(subjects, issuers, strict=True):
-        matching = [c for c in parsed if c.issuer == issuer.subject]
+        matching = [c for c in parsed if same_name(c.issuer, issuer.subject)]
         if not matching:
             findings.append(
                 warning("revocation-not-checked", f"no CRL from {subject_text(issuer)}", subject_text(cert))

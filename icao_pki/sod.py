@@ -31,6 +31,7 @@ from .cms import (
     hash_from_name,
     parse_signed_data,
     register_content_type,
+    tlv,
     warning,
 )
 from .signer import HashAlgorithm, RsaPadding, Signer
@@ -211,7 +212,7 @@ def parse_sod(data: bytes) -> SecurityObject:
             dg_hashes[number] = value
         info = lds["lds_version_info"]
         lds_version = None
-        if info.native is not None:
+        if not isinstance(info, core.Void):
             lds_version = LdsVersion(info["lds_version"].native, info["unicode_version"].native)
     except (ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, SodDecodeError):
@@ -256,22 +257,18 @@ def build_lds_security_object(
             raise SodBuildError(f"data group number {number} outside 1..16")
         if len(value) != hash_algorithm.digest_size:
             raise SodBuildError(f"DG{number} hash is {len(value)} bytes; {hash_algorithm.value} gives {hash_algorithm.digest_size}")
-    value: dict[str, object] = {
-        "version": "v1" if lds_version else "v0",
-        "hash_algorithm": {"algorithm": hash_algorithm.value},
-        "data_group_hash_values": [
-            {"data_group_number": number, "data_group_hash_value": dg_hashes[number]} for number in sorted(dg_hashes)
-        ],
-    }
+    body = b"\x02\x01" + (b"\x01" if lds_version else b"\x00")
+    body += tlv(0x30, core.ObjectIdentifier(algos.DigestAlgorithmId(hash_algorithm.value).dotted).dump())
+    body += tlv(
+        0x30,
+        b"".join(tlv(0x30, b"\x02\x01" + bytes([n]) + tlv(0x04, dg_hashes[n])) for n in sorted(dg_hashes)),
+    )
     if lds_version:
         for text in (lds_version.lds_version, lds_version.unicode_version):
             if not text.isdigit():
                 raise SodBuildError(f"LDSVersionInfo fields are digit strings (e.g. 0108, 040000), got {text!r}")
-        value["lds_version_info"] = {
-            "lds_version": lds_version.lds_version,
-            "unicode_version": lds_version.unicode_version,
-        }
-    return LDSSecurityObject(value).dump(force=True)
+        body += tlv(0x30, tlv(0x13, lds_version.lds_version.encode()) + tlv(0x13, lds_version.unicode_version.encode()))
+    return tlv(0x30, body)
 
 
 def hash_data_groups(data_groups: Mapping[int, bytes], hash_algorithm: HashAlgorithm) -> dict[int, bytes]:
