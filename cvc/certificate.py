@@ -14,6 +14,9 @@ choked on them are a recorded interoperability bug, STANDARDS.md §2.5).
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
@@ -178,11 +181,70 @@ def verify_ta_signature(key: PublicKey, algorithm: TaAlgorithm, signature: bytes
             raise SignatureError("RSA-PSS signature does not verify") from None
 
 
+class VerifiedSignatureCache:
+    """A bounded memory of certificate signatures that already verified.
+
+    Why: a service validates the same DV and CVCA certificates over and over (every IS
+    request, every chip simulation); the elliptic-curve verification is ~90 % of the
+    cost.  The key is SHA-256 over the public key, the algorithm, the signed bytes and
+    the signature, so a hit means "exactly these bytes verified under exactly this key
+    before".  Only successes are remembered; `enabled = False` or `clear()` turns it off.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.enabled = True
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(key: PublicKey, algorithm: TaAlgorithm, signature: bytes, data: bytes) -> bytes:
+        h = hashlib.sha256()
+        if isinstance(key, RsaPublicKey):
+            ident = b"rsa:" + tlv.encode_unsigned(key.n) + b":" + tlv.encode_unsigned(key.e)
+        else:
+            ident = b"ec:" + key.curve.name.encode() + b":" + key.point
+        for part in (ident, algorithm.value.encode(), signature, data):
+            h.update(len(part).to_bytes(4, "big"))
+            h.update(part)
+        return h.digest()
+
+    def __contains__(self, digest: bytes) -> bool:
+        if not self.enabled:
+            return False
+        with self._lock:
+            if digest in self._seen:
+                self._seen.move_to_end(digest)
+                return True
+            return False
+
+    def add(self, digest: bytes) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._seen[digest] = None
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+#: shared by every certificate/request verification in the process
+SIGNATURE_CACHE = VerifiedSignatureCache()
+
+
 def _verify(key: PublicKey, algorithm: TaAlgorithm, signature: bytes, data: bytes, what: str, chr: str) -> None:
+    digest = SIGNATURE_CACHE.key(key, algorithm, signature, data) if SIGNATURE_CACHE.enabled else b""
+    if digest and digest in SIGNATURE_CACHE:
+        return
     try:
         verify_ta_signature(key, algorithm, signature, data)
     except SignatureError as exc:
         raise CvcValidationError("signature", f"{what} signature does not verify: {exc}", chr=chr) from None
+    if digest:
+        SIGNATURE_CACHE.add(digest)
 
 
 @dataclass(frozen=True)
@@ -366,10 +428,12 @@ _REQ_ORDER = (TAG_PROFILE, TAG_CAR, 0x7F49, TAG_CHR, TAG_EXTENSIONS)
 _REQ_REQUIRED = frozenset((TAG_PROFILE, 0x7F49, TAG_CHR))
 
 
-def _body_fields(body: tlv.Tlv, order: tuple[int, ...], required: frozenset[int]) -> dict[int, tlv.Tlv]:
+def _body_fields(
+    body: tlv.Tlv, order: tuple[int, ...], required: frozenset[int], children: list[tlv.Tlv] | None = None
+) -> dict[int, tlv.Tlv]:
     fields: dict[int, tlv.Tlv] = {}
     position = 0
-    for item in body.children():
+    for item in body.children() if children is None else children:
         while position < len(order) and order[position] != item.tag:
             position += 1
         if position == len(order):
@@ -400,12 +464,14 @@ def _split_signed(outer: tlv.Tlv) -> tuple[tlv.Tlv, tlv.Tlv]:
     return children[0], children[1]
 
 
-def _is_certificate_body(body: tlv.Tlv) -> bool:
-    return any(item.tag == TAG_CHAT for item in body.children())
+def _is_certificate_body(children: list[tlv.Tlv]) -> bool:
+    return any(item.tag == TAG_CHAT for item in children)
 
 
-def _certificate_from(outer: tlv.Tlv, body: tlv.Tlv, signature: tlv.Tlv) -> CvCertificate:
-    f = _body_fields(body, _CERT_ORDER, _CERT_REQUIRED)
+def _certificate_from(
+    outer: tlv.Tlv, body: tlv.Tlv, signature: tlv.Tlv, children: list[tlv.Tlv] | None = None
+) -> CvCertificate:
+    f = _body_fields(body, _CERT_ORDER, _CERT_REQUIRED, children)
     return CvCertificate(
         profile_identifier=_profile(f[TAG_PROFILE]),
         car=parse_reference(f[TAG_CAR]),
@@ -421,8 +487,10 @@ def _certificate_from(outer: tlv.Tlv, body: tlv.Tlv, signature: tlv.Tlv) -> CvCe
     )
 
 
-def _request_from(outer: tlv.Tlv, body: tlv.Tlv, signature: tlv.Tlv) -> CvRequest:
-    f = _body_fields(body, _REQ_ORDER, _REQ_REQUIRED)
+def _request_from(
+    outer: tlv.Tlv, body: tlv.Tlv, signature: tlv.Tlv, children: list[tlv.Tlv] | None = None
+) -> CvRequest:
+    f = _body_fields(body, _REQ_ORDER, _REQ_REQUIRED, children)
     return CvRequest(
         profile_identifier=_profile(f[TAG_PROFILE]),
         car=parse_reference(f[TAG_CAR]) if TAG_CAR in f else None,
@@ -442,7 +510,7 @@ def _authenticated_from(outer: tlv.Tlv) -> AuthenticatedRequest:
         raise CvcDecodeError("authenticated request must be 67 { 7F21, 42, 5F37 }", offset=outer.offset, tag=outer.tag)
     inner, car, sig = children
     body, inner_sig = _split_signed(inner)
-    if _is_certificate_body(body):
+    if _is_certificate_body(body.children()):
         raise CvcDecodeError("authenticated request wraps a certificate, not a request", offset=inner.offset, tag=inner.tag)
     if not sig.value:
         raise CvcDecodeError("empty outer signature", offset=sig.offset, tag=TAG_SIGNATURE)
@@ -462,9 +530,10 @@ def parse_cv(data: bytes) -> CvObject:
         if outer.tag == TAG_AUTHENTICATION:
             return _authenticated_from(outer)
         body, signature = _split_signed(outer)
-        if _is_certificate_body(body):
-            return _certificate_from(outer, body, signature)
-        return _request_from(outer, body, signature)
+        children = body.children()
+        if _is_certificate_body(children):
+            return _certificate_from(outer, body, signature, children)
+        return _request_from(outer, body, signature, children)
     except CvcDecodeError:
         raise
     except (ValueError, IndexError, KeyError, OverflowError) as exc:  # defence in depth: never leak another type

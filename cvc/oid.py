@@ -6,6 +6,8 @@ and nothing else from ASN.1; a twenty-line codec keeps the parser fast and its e
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .errors import CvcEncodeError
 
 BSI_DE = "0.4.0.127.0.7"
@@ -39,8 +41,11 @@ def encode_oid(dotted: str) -> bytes:
     return bytes(out)
 
 
+@lru_cache(maxsize=512)
 def decode_oid(content: bytes) -> str:
-    """Dotted form of OID content octets; ValueError on a malformed encoding."""
+    """Dotted form of OID content octets; ValueError on a malformed encoding.
+
+    Cached: the same handful of OIDs appears in every certificate."""
     if not content or content[-1] & 0x80:
         raise ValueError("OID is empty or ends inside a sub-identifier")
     arcs: list[int] = []

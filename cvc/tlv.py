@@ -13,22 +13,36 @@ the tag — never another exception and never a loop that depends on attacker da
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from .errors import CvcDecodeError, CvcEncodeError
 
 MAX_LENGTH = 0xFFFF
 
 
-@dataclass(frozen=True, slots=True)
 class Tlv:
     """One decoded element: `tag` as an int (0x7F21), `value` the content octets,
-    `encoded` the complete tag+length+value as received, `offset` where it started."""
+    `encoded` the complete tag+length+value as received, `offset` where it started.
 
-    tag: int
-    value: bytes
-    encoded: bytes
-    offset: int
+    A plain slotted class (not a frozen dataclass): the parser creates tens of these per
+    certificate and construction cost shows in chain-validation throughput.
+    """
+
+    __slots__ = ("encoded", "offset", "tag", "value")
+
+    def __init__(self, tag: int, value: bytes, encoded: bytes, offset: int) -> None:
+        self.tag = tag
+        self.value = value
+        self.encoded = encoded
+        self.offset = offset
+
+    def __repr__(self) -> str:
+        return f"Tlv(tag=0x{self.tag:X}, offset={self.offset}, value={self.value.hex()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tlv) and (self.tag, self.encoded, self.offset) == (other.tag, other.encoded, other.offset)
+
+    def __hash__(self) -> int:
+        return hash((self.tag, self.encoded, self.offset))
 
     @property
     def value_offset(self) -> int:
@@ -101,12 +115,17 @@ def _read_length(data: bytes, pos: int, base: int, tag: int, tag_offset: int) ->
 
 def decode_one(data: bytes, pos: int = 0, *, base_offset: int = 0) -> tuple[Tlv, int]:
     """Decode the element starting at `pos`; returns it and the position after it."""
-    tag, after_tag = _read_tag(data, pos, base_offset)
-    length, vstart = _read_length(data, after_tag, base_offset, tag, pos)
+    end = len(data)
+    if pos + 1 < end and data[pos] & 0x1F != 0x1F and 0 < data[pos] < 0xFF and data[pos + 1] < 0x80:
+        # fast path: one-octet tag, short-form length
+        tag, length, vstart = data[pos], data[pos + 1], pos + 2
+    else:
+        tag, after_tag = _read_tag(data, pos, base_offset)
+        length, vstart = _read_length(data, after_tag, base_offset, tag, pos)
     vend = vstart + length
-    if vend > len(data):
+    if vend > end:
         raise CvcDecodeError(
-            f"truncated: value of {length} bytes but only {len(data) - vstart} remain",
+            f"truncated: value of {length} bytes but only {end - vstart} remain",
             offset=base_offset + pos,
             tag=tag,
         )

@@ -185,3 +185,43 @@ def test_roles_of_chain(bp_chain: Chain) -> None:
     assert [c.role for c in (bp_chain.cvca, bp_chain.dv, bp_chain.terminal)] == [
         ChatRole.CVCA, ChatRole.DV_DOMESTIC, ChatRole.TERMINAL,
     ]
+
+
+def test_signature_cache_remembers_only_successes(bp_chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cvc.certificate as certificate
+
+    calls: list[bytes] = []
+    real = certificate.verify_ta_signature
+
+    def counting(key, algorithm, signature, data):  # type: ignore[no-untyped-def]
+        calls.append(data)
+        return real(key, algorithm, signature, data)
+
+    monkeypatch.setattr(certificate, "verify_ta_signature", counting)
+    cache = certificate.SIGNATURE_CACHE
+    cache.clear()
+    key, alg = bp_chain.cvca.public_key.public_key(), bp_chain.cvca.public_key.algorithm
+    bp_chain.dv.verify_signature(key, alg)
+    bp_chain.dv.verify_signature(key, alg)
+    assert len(calls) == 1  # second time answered from the cache
+    bad = bytearray(bp_chain.dv.encoded)
+    bad[-1] ^= 1
+    forged = parse_certificate(bytes(bad))
+    for _ in range(2):
+        with pytest.raises(CvcValidationError):
+            forged.verify_signature(key, alg)
+    assert len(calls) == 3  # failures are never remembered
+    # another key for the same bytes is a different entry
+    other = bp_chain.dv.public_key.public_key(key.curve)
+    with pytest.raises(CvcValidationError):
+        bp_chain.dv.verify_signature(other, alg)
+    cache.enabled = False
+    try:
+        bp_chain.dv.verify_signature(key, alg)
+        assert len(calls) == 5
+    finally:
+        cache.enabled = True
+    small = certificate.VerifiedSignatureCache(size=2)
+    for i in range(3):
+        small.add(bytes([i]))
+    assert bytes([0]) not in small and bytes([2]) in small
