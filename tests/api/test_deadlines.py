@@ -65,3 +65,20 @@ def test_deadlines_bad_configuration(text: str) -> None:
 
 def test_deadlines_two_working_days() -> None:
     assert DeadlineRule.parse("2 working days").due(local(2026, 3, 5, 18), VN) == local(2026, 3, 9, 18)
+
+
+def test_deadlines_bad_revocation_setting_stops_the_app() -> None:
+    from lifecycle_api.app import create_app
+    from lifecycle_api.settings import Settings
+
+    with pytest.raises(InvalidInput):
+        create_app(Settings(database_url="sqlite://", revocation_deadline="soon"))
+
+
+def test_deadlines_revocation_rule_from_settings() -> None:
+    from lifecycle_api.app import create_app
+    from lifecycle_api.settings import Settings
+
+    app = create_app(Settings(database_url="sqlite://", revocation_deadline="12 hours"))
+    assert str(app.state.services.revocation_deadline) == "12 hours"
+    assert str(create_app(Settings(database_url="sqlite://")).state.services.revocation_deadline) == "1 working day"
