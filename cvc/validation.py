@@ -28,7 +28,7 @@ from icao_pki.signature import EcPublicKey, PublicKey, RsaPublicKey
 from icao_pki.signer import KeyKind
 
 from .algorithms import TaAlgorithm
-from .certificate import CvCertificate
+from .certificate import AuthenticatedRequest, CvCertificate, CvRequest
 from .chat import Chat, ChatRole, effective_authorization
 from .errors import CvcValidationError
 
@@ -291,3 +291,28 @@ def order_chain(trust: CvCertificate, certificates: Sequence[CvCertificate]) -> 
         current = nxt.chr
     return chain
 
+
+
+def verify_request(
+    request: CvRequest | AuthenticatedRequest,
+    *,
+    outer_key: PublicKey | None = None,
+    outer_algorithm: TaAlgorithm | None = None,
+) -> CvRequest:
+    """Check a (possibly authenticated) request before acting on it; returns the inner request.
+
+    The inner signature must verify with the requested key, which (EC) must carry domain
+    parameters (TR-03110-3 C.2).  For an authenticated request the caller supplies the key
+    named by `outer_car` (the applicant's current certificate, or the domestic CVCA for an
+    initial request to a foreign state); without it the outer signature is not checked, and
+    a successive request (C.2.6) must not be accepted that way.
+    """
+    inner = request.request if isinstance(request, AuthenticatedRequest) else request
+    if inner.public_key.kind is KeyKind.EC and not inner.public_key.has_domain_parameters:
+        raise CvcValidationError("domain_parameters", "a request must carry the domain parameters", chr=inner.chr)
+    inner.verify_inner_signature()
+    if isinstance(request, AuthenticatedRequest) and outer_key is not None:
+        if outer_algorithm is None:
+            raise ValueError("outer_algorithm is needed with outer_key")
+        request.verify_outer_signature(outer_key, outer_algorithm)
+    return inner

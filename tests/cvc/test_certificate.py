@@ -202,6 +202,20 @@ def test_certificate_hypothesis_round_trip(
     assert encode_certificate(cert) == der
 
 
+_SOURCES: list[bytes] = []
+
+
+def _mutation_sources(chain: Chain) -> list[bytes]:
+    """Certificates, a request and an authenticated request (built once)."""
+    if not _SOURCES:
+        from cvc.builders import build_authenticated_request, build_request
+
+        req = build_request(chain.is_signer, chr="VNISM00001", car=chain.dv.chr)
+        auth = build_authenticated_request(req, chain.dv_signer, outer_car=chain.dv.chr)
+        _SOURCES.extend([chain.cvca.encoded, chain.dv.encoded, chain.terminal.encoded, req, auth])
+    return _SOURCES
+
+
 def _check_mutant(data: bytes) -> None:
     try:
         obj = parse_cv(data)
@@ -214,7 +228,7 @@ def _check_mutant(data: bytes) -> None:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_parse_mutations_raise_only_decode_errors(bp_chain: Chain, data: st.DataObject) -> None:
-    source = data.draw(st.sampled_from([bp_chain.cvca.encoded, bp_chain.dv.encoded, bp_chain.terminal.encoded]))
+    source = data.draw(st.sampled_from(_mutation_sources(bp_chain)))
     op = data.draw(st.sampled_from(["flip", "truncate", "insert", "delete", "set"]))
     pos = data.draw(st.integers(0, len(source) - 1))
     if op == "flip":
@@ -244,3 +258,47 @@ def test_parse_arbitrary_bytes_raise_only_decode_errors(data: bytes) -> None:
 ), max_leaves=12))
 def test_parse_structured_garbage_raises_only_decode_errors(data: bytes) -> None:
     _check_mutant(data)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(car=st.one_of(st.none(), refs), chr=refs, outer=refs, sig=st.binary(min_size=1, max_size=80), osig=st.binary(min_size=1, max_size=80))
+def test_request_hypothesis_round_trip(bp_chain: Chain, car: str | None, chr: str, outer: str, sig: bytes, osig: bytes) -> None:
+    from cvc.certificate import encode_authenticated_request, encode_request_body
+
+    body = encode_request_body(car=car, public_key=bp_chain.cvca.public_key, chr=chr)
+    der = encode_signed(body, sig)
+    req = parse_cv(der)
+    assert isinstance(req, CvRequest)
+    assert (req.car, req.chr, req.signature, req.public_key) == (car, chr, sig, bp_chain.cvca.public_key)
+    assert encode_request(req) == der
+    auth = parse_cv(encode_authenticated_request(der, outer, osig))
+    assert isinstance(auth, AuthenticatedRequest)
+    assert (auth.outer_car, auth.outer_signature, auth.request) == (outer, osig, req)
+
+
+def test_holder_reference_rules() -> None:
+    from cvc.reference import HolderReference, as_reference
+
+    ref = HolderReference.parse("VNCVCAP00009")
+    assert (ref.country, ref.mnemonic, ref.sequence) == ("VN", "CVCAP", "00009")
+    assert str(ref.next_sequence()) == "VNCVCAP00010"
+    assert str(HolderReference("VN", "DV", "0000Z").next_sequence()) == "VNDV00010"
+    for bad in ("vnCVCA00001", "VNTOOLONGMNEMONIC00001", "VNCVCA00_01", "VNCVCA0000a", "VN0001"):
+        with pytest.raises(CvcEncodeError):
+            as_reference(bad)
+    with pytest.raises(CvcEncodeError):
+        HolderReference("VN", "DV", "99999").next_sequence()
+
+
+def test_chat_build_rights_and_roles() -> None:
+    chat = Chat.build("at", "dv_foreign", ["read_dg1", "read_dg22", "write_dg17", "write_dg22", "psa", "age_verification"])
+    assert chat.role is ChatRole.DV_FOREIGN
+    value = int(chat.hex, 16)
+    assert value >> 38 == 0b01
+    assert {b for b in range(38) if value >> b & 1} == {0, 8, 29, 30, 32, 37}
+    assert sorted(chat.rights) == sorted(["age_verification", "read_dg1", "read_dg22", "psa", "write_dg22", "write_dg17"])
+    with pytest.raises(CvcEncodeError, match="unknown IS right"):
+        Chat.build("is", "terminal", ["read_dg5"])
+    issuer = Chat.build("is", "cvca", ["read_dg3"])
+    assert Chat.build("is", "dv_domestic", ["read_dg3", "read_dg4"]).narrowed_to(issuer).hex == "81"
+    assert Chat.build("st", "terminal", ["generate_qualified_signature"]).hex == "02"

@@ -225,3 +225,21 @@ def test_signature_cache_remembers_only_successes(bp_chain: Chain, monkeypatch: 
     for i in range(3):
         small.add(bytes([i]))
     assert bytes([0]) not in small and bytes([2]) in small
+
+
+def test_verify_request_inner_and_outer(bp_chain: Chain) -> None:
+    from cvc.algorithms import TaAlgorithm
+    from cvc.builders import build_authenticated_request
+    from cvc.certificate import parse_request
+    from cvc.validation import verify_request
+
+    req = build_request(SoftwareSigner.generate("brainpoolP256r1"), chr="VNDVQ00001", car=bp_chain.cvca.chr)
+    inner = verify_request(parse_request(req))
+    assert inner.chr == "VNDVQ00001"
+    auth = parse_request(build_authenticated_request(req, bp_chain.cvca_signer, outer_car=bp_chain.cvca.chr))
+    cvca_key = bp_chain.cvca.public_key.public_key()
+    assert verify_request(auth, outer_key=cvca_key, outer_algorithm=TaAlgorithm.ECDSA_SHA_256).chr == "VNDVQ00001"
+    dv_key = bp_chain.dv.public_key.public_key(cvca_key.curve)
+    with pytest.raises(CvcValidationError) as info:
+        verify_request(auth, outer_key=dv_key, outer_algorithm=TaAlgorithm.ECDSA_SHA_256)
+    assert info.value.reason == "signature"
