@@ -231,7 +231,11 @@ def check_own_chain_with_cvc_print(chain: OwnChain, tmp: Path) -> None:
     request = tmp / "request.cvreq"
     request.write_bytes(build_request_for_print(chain))
     proc = run("cvc-print", "--csr", request, cwd=tmp)
-    assert proc.stdout.strip().splitlines()[-1].strip() == "certificate request verified", proc.stdout + proc.stderr
+    lines = [line.strip() for line in proc.stdout.strip().splitlines()]
+    assert lines[-1] == "certificate request verified", proc.stdout + proc.stderr
+    shown = json.loads(CliRunner().invoke(app, ["cvc", "show", str(request), "--json"]).stdout)
+    assert f"CAR: {shown['car']}" in lines and f"CHR: {shown['chr']}" in lines
+    assert f"Profile identifier: {shown['profile_identifier']}" in lines and shown["kind"] == "request"
     # our validation agrees
     verify_chain_at(chain.cvca, [chain.dv, chain.terminal], today())
     verify_chain_at(chain.cvca, [chain.link], today())
