@@ -38,7 +38,7 @@ def create_app(
         store=store or Store(settings.database_url),
         handlers=handlers or HandlerRegistry(),
         checker=SignatureChecker(
-            trust=trust or OrgPkiTrust(roots=()),
+            trust=trust or OrgPkiTrust(roots=settings.org_pki_roots, intermediates=settings.org_pki_intermediates),
             tolerance=settings.signing_time_tolerance,
             max_age=settings.signed_document_max_age,
         ),

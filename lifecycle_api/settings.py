@@ -6,9 +6,12 @@ Nothing in lifecycle_api reads the environment except `Settings.from_environment
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from icao_pki.policy import DEFAULT_POLICY, Policy
 
@@ -46,10 +49,37 @@ class Settings:
     #: notification delivery: attempts before a message is marked dead, first retry delay
     notification_max_attempts: int = 8
     notification_first_retry: timedelta = timedelta(seconds=30)
+    #: the government CA (Ban Cơ yếu Chính phủ) roots and intermediates signers must chain to (DER)
+    org_pki_roots: tuple[bytes, ...] = ()
+    org_pki_intermediates: tuple[bytes, ...] = ()
 
     @classmethod
     def from_environment(cls) -> Settings:
+        """DATABASE_URL; ICAO_PKI_ORG_PKI_ROOTS / _INTERMEDIATES (certificate files, PEM or DER,
+        separated by the path separator); ICAO_PKI_REVOCATION_DEADLINE ("1 working day" or "12 hours");
+        ICAO_PKI_EXTRA_HOLIDAYS (comma-separated ISO dates)."""
+        env = os.environ
+        extra = tuple(d.strip() for d in env.get("ICAO_PKI_EXTRA_HOLIDAYS", "").split(",") if d.strip())
         return cls(
             database_url=database_url_from_environment(),
-            revocation_deadline=os.environ.get("ICAO_PKI_REVOCATION_DEADLINE", "1 working day"),
+            revocation_deadline=env.get("ICAO_PKI_REVOCATION_DEADLINE", "1 working day"),
+            extra_holidays=extra,
+            org_pki_roots=_certificates_from(env.get("ICAO_PKI_ORG_PKI_ROOTS", "")),
+            org_pki_intermediates=_certificates_from(env.get("ICAO_PKI_ORG_PKI_INTERMEDIATES", "")),
         )
+
+
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def load_certificate_file(path: Path) -> list[bytes]:
+    """Every certificate in a PEM bundle, or the one DER certificate of a binary file."""
+    data = path.read_bytes()
+    blocks = _PEM.findall(data)
+    if blocks:
+        return [base64.b64decode(b"".join(block.split())) for block in blocks]
+    return [data]
+
+
+def _certificates_from(value: str) -> tuple[bytes, ...]:
+    return tuple(der for part in value.split(os.pathsep) if part.strip() for der in load_certificate_file(Path(part)))

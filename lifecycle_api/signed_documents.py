@@ -74,6 +74,13 @@ class CertificateNotValidAtSigningTime(SignedDocumentError):
     article = "Art. 31"
 
 
+class CertificateNotForSigning(SignedDocumentError):
+    """The certificate's keyUsage does not allow document signatures (digitalSignature / nonRepudiation)."""
+
+    reason = "key-usage"
+    article = "Art. 31"
+
+
 class CertificateRevoked(SignedDocumentError):
     reason = "certificate-revoked"
     article = "Art. 31"
@@ -438,6 +445,11 @@ def verify_signed_document(
             f"signing time {when.isoformat()} is older than the accepted {max_age}", signing_time=when.isoformat()
         )
     _check_validity(doc.signer_certificate, when, "signer certificate")
+    usage = doc.signer_certificate.key_usage_value
+    if usage is not None and not ({"digital_signature", "non_repudiation"} & set(usage.native)):
+        raise CertificateNotForSigning(
+            f"the keyUsage of {subject} ({', '.join(sorted(usage.native))}) does not allow signing documents"
+        )
     # 5. the path to the configured root, valid at signing time
     path = build_path(doc.signer_certificate, trust, when)
     # 4. not revoked at signing time, for every non-root link

@@ -12,6 +12,7 @@ from asn1crypto import x509
 
 from fixtures.orgpki import RevokedEntry, build_demo_org_pki
 from lifecycle_api.signed_documents import (
+    CertificateNotForSigning,
     CertificateNotValidAtSigningTime,
     CertificateRevoked,
     MalformedDocument,
@@ -179,6 +180,23 @@ def test_signed_document_certificate_from_lookalike_ca_is_untrusted(org_pki: Org
     der = build_signed_document(CONTENT, signer, cert.der, SIGNED_AT)
     with pytest.raises(UntrustedPath):
         _verify(org_pki, der, registered={cert.fingerprint_sha256: 1})
+
+
+def test_signed_document_ca_key_usage_cannot_sign_documents(org_pki: OrgPkiForTests) -> None:
+    from fixtures.orgpki import build_certificate, organisation_name
+
+    signer = SoftwareSigner.generate("secp256r1")
+    sub = org_pki.pki.sub_ca.asn1
+    cert = build_certificate(
+        issuer_signer=org_pki.pki.sub_ca_signer, issuer_name=sub.subject, issuer_spki=sub.public_key.dump(),
+        subject_name=organisation_name(common_name="Chỉ ký chứng thư", province="Hà Nội", uid="MST:7"),
+        subject_spki=signer.public_key_info(), not_before=datetime(2025, 6, 1, tzinfo=UTC),
+        not_after=datetime(2027, 6, 1, tzinfo=UTC), ca=True,
+    )
+    der = build_signed_document(CONTENT, signer, cert.der, SIGNED_AT)
+    with pytest.raises(CertificateNotForSigning) as info:
+        _verify(org_pki, der, registered={cert.fingerprint_sha256: 1})
+    assert info.value.reason == "key-usage"
 
 
 def test_signed_document_detached_round_trip(org_pki: OrgPkiForTests) -> None:
