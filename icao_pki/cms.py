@@ -248,8 +248,10 @@ def load_certificate(der: bytes) -> x509.Certificate:
     """Parse an X.509 certificate (keeps its original bytes) or raise `CmsDecodeError`."""
     try:
         cert = x509.Certificate.load(der)
-        _ = cert["tbs_certificate"]["subject_public_key_info"]
-        _ = cert.subject.native, cert.issuer.native, cert.serial_number
+        # Parse everything now: asn1crypto parses lazily, and a malformed certificate must
+        # fail here with a typed error, not deep inside a path-building loop.
+        _ = cert.native
+        _ = cert.key_identifier, cert.authority_key_identifier, cert.not_valid_before, cert.not_valid_after
         return cert
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise CmsDecodeError(f"not an X.509 certificate: {exc}") from None
@@ -386,7 +388,10 @@ def parse_signed_data(data: bytes) -> SignedObject:
                 certificates.append(load_certificate_cached(choice.chosen.dump()))
         signer_infos = tuple(signed["signer_infos"])
         for signer_info in signer_infos:
-            _ = signer_info["sid"].name, signer_info["digest_algorithm"]["algorithm"].native
+            _ = signer_info.native  # parse it all now (small), so later access cannot fail
+            if signer_info["sid"].name == "issuer_and_serial_number":
+                _ = signer_info["sid"].chosen["issuer"].hashable
+        _ = signed["digest_algorithms"].native
         version = signed["version"].native
         if len(data) > len(info.dump()):
             findings.append(warning("trailing-data", f"{len(data) - len(info.dump())} bytes after the ContentInfo"))
@@ -499,6 +504,28 @@ def verify_signer(
 
     Raises `CmsSignatureError` (or `CmsDecodeError`); returns the signer certificate,
     signing time and the warnings collected."""
+    try:
+        return _verify_signer(
+            obj,
+            extra_certificates=extra_certificates,
+            signer_certificate=signer_certificate,
+            tolerant=tolerant,
+            index=index,
+        )
+    except CmsError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise CmsDecodeError(f"malformed SignerInfo: {exc}") from None
+
+
+def _verify_signer(
+    obj: SignedObject,
+    *,
+    extra_certificates: Sequence[x509.Certificate] = (),
+    signer_certificate: x509.Certificate | None = None,
+    tolerant: bool = False,
+    index: int = 0,
+) -> SignerVerification:
     findings: list[Finding] = list(obj.findings)
     try:
         signer_info = obj.signer_infos[index]

@@ -391,7 +391,7 @@ def build_deviation_list(
         raise DeviationListBuildError("the DL signer certificate was not issued by the given CSCA")
     try:
         verify_certificate_signature(signer_cert, certificate_public_key(csca))
-    except CmsSignatureError as exc:
+    except (CmsSignatureError, CmsDecodeError) as exc:
         raise DeviationListBuildError(f"the DL signer certificate does not verify with the CSCA: {exc}") from None
     uses_digest = any(d.documents.dsc_certificate_digest is not None for d in deviations)
     if uses_digest and digest_algorithm is None:
@@ -483,7 +483,7 @@ def verify_deviation_list(
             continue
         try:
             findings += verify_certificate_signature(signer, certificate_public_key(csca), tolerant=tolerant)
-        except CmsSignatureError:
+        except (CmsSignatureError, CmsDecodeError):
             continue
         return SignerVerification(signer, result.signing_time, result.digest_algorithm, tuple(findings))
     raise DeviationListSignatureError(f"DL signer {subject_text(signer)} is not issued by a trusted CSCA")

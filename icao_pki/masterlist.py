@@ -224,7 +224,7 @@ def build_master_list(
         raise MasterListBuildError("the ML signer certificate was not issued by the given CSCA")
     try:
         verify_certificate_signature(signer_cert, certificate_public_key(csca))
-    except CmsSignatureError as exc:
+    except (CmsSignatureError, CmsDecodeError) as exc:
         raise MasterListBuildError(f"the ML signer certificate does not verify with the CSCA: {exc}") from None
     for cert in entries:
         basic = certificate_extension(cert, "basic_constraints")
@@ -283,7 +283,7 @@ def check_csca_entry(
         kind = "root"
         try:
             findings += verify_certificate_signature(cert, key, tolerant=True)
-        except CmsSignatureError as exc:
+        except (CmsSignatureError, CmsDecodeError) as exc:
             findings.append(error("self-signature", f"self-signature does not verify: {exc}", subject))
     else:
         kind = "link"
