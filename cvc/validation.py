@@ -6,11 +6,17 @@ imports certificates one by one: each CAR must be the CHR of the previously impo
 (the first one a trust point); the signature is checked with that key, the domain
 parameters inherited from the CVCA; expired CVCA link certificates are accepted, expired
 DV and terminal certificates are not ("not yet effective" is never checked); the current
-date advances only from CVCA link, domestic-DV and *accurate* terminal certificates (issued
-by a domestic DV); the order CVCA → DV → terminal is enforced; the effective authorization
+date advances only from CVCA link, DV and *accurate* terminal certificates (issued by an
+official domestic DV); the order CVCA → DV → terminal is enforced; the effective authorization
 is the AND of the CHATs.  A link certificate is imported permanently as a new trust
 point (the least recent one beyond two is dropped).  The state is immutable: a rejected
 chain changes nothing (TR-03110 demands the date and trust-point update be atomic).
+
+Which DV certificates move the date: TR-03110-3 v2.2 §2.5 says "a valid CVCA Link
+Certificate, a DV Certificate or an Accurate Terminal Certificate" — every DV certificate,
+since our own CVCA set its dates, foreign or not (`ChipState.foreign_dv_moves_date=True`,
+the default).  Issue 3 words it "domestic-DV"; `foreign_dv_moves_date=False` gives that
+stricter reading.  Terminal certificates of a foreign DV never move the date.
 
 **Issuer-side** — `check_chain_at` / `verify_chain_at`: every current certificate valid at
 T (the expiration day counts in full), children inside their issuer's validity, rights
@@ -84,14 +90,18 @@ class ChipState:
 
     trust_points: tuple[ImportedKey, ...]
     current_date: date
+    #: TR-03110-3 v2.2 §2.5: any valid DV certificate updates the date (see module docstring)
+    foreign_dv_moves_date: bool = True
 
     @classmethod
-    def personalised(cls, cvca_certificates: Sequence[CvCertificate], personalisation_date: date) -> ChipState:
+    def personalised(
+        cls, cvca_certificates: Sequence[CvCertificate], personalisation_date: date, *, foreign_dv_moves_date: bool = True
+    ) -> ChipState:
         """Personalisation: the newest CVCA key first (optionally the previous one), date set."""
         points = tuple(trust_point(c) for c in cvca_certificates)
         if not 1 <= len(points) <= MAX_TRUST_POINTS:
             raise CvcValidationError("trust_points", f"a chip holds 1 to {MAX_TRUST_POINTS} trust points, got {len(points)}")
-        return cls(points, personalisation_date)
+        return cls(points, personalisation_date, foreign_dv_moves_date)
 
     def find(self, chr: str) -> ImportedKey | None:
         return next((p for p in self.trust_points if p.chr == chr), None)
@@ -152,7 +162,11 @@ def verify_chain_as_chip(state: ChipState, certificates: Sequence[CvCertificate]
                 raise CvcValidationError(
                     "expired", f"expired on {cert.expiration_date}, before the chip's current date {current}", chr=cert.chr
                 )
-            moves_date = role is ChatRole.DV_DOMESTIC or (role is ChatRole.TERMINAL and issuer.role is ChatRole.DV_DOMESTIC)
+            moves_date = (
+                role is ChatRole.DV_DOMESTIC
+                or (role is ChatRole.DV_FOREIGN and state.foreign_dv_moves_date)
+                or (role is ChatRole.TERMINAL and issuer.role is ChatRole.DV_DOMESTIC)  # accurate terminal
+            )
             if moves_date and current < cert.effective_date:
                 current = cert.effective_date
             chats.append(cert.chat)

@@ -102,13 +102,25 @@ def test_chip_accepts_expired_link_and_rolls_trust_points(bp_chain: Chain) -> No
         verify_chain_as_chip(fresh.state, [stale.dv])
 
 
-def test_foreign_dv_does_not_move_the_chip_date() -> None:
+def test_only_accurate_terminals_move_the_chip_date() -> None:
+    """A DV certificate moves the date (TR-03110-3 v2.2 §2.5); a terminal only when its DV is
+    official domestic (accurate).  `foreign_dv_moves_date=False` is issue 3's stricter reading."""
+    from cvc.builders import build_terminal_certificate
+
     foreign = make_chain(SoftwareSigner.generate("brainpoolP256r1"), domestic=False, seq=7)
+    later = parse_certificate(build_terminal_certificate(
+        foreign.dv_signer, foreign.dv, build_request(SoftwareSigner.generate("brainpoolP256r1"), chr="VNISP00078"),
+        effective_date=DAY0 + timedelta(days=5), expiration_date=DAY0 + timedelta(days=20), document_type="passport"))
     chip = ChipState.personalised([foreign.cvca], DAY0 - timedelta(days=30))
-    result = verify_chain_as_chip(chip, [foreign.dv, foreign.terminal])
-    assert result.state.current_date == chip.current_date  # neither the foreign DV nor its terminal is accurate
+    result = verify_chain_as_chip(chip, [foreign.dv, later])
+    assert result.state.current_date == DAY0  # the DV moved it, the foreign DV's terminal did not
+    strict = ChipState.personalised([foreign.cvca], DAY0 - timedelta(days=30), foreign_dv_moves_date=False)
+    assert verify_chain_as_chip(strict, [foreign.dv, later]).state.current_date == strict.current_date
     domestic = make_chain(foreign.cvca_signer, domestic=True, seq=7)
-    assert verify_chain_as_chip(chip, [domestic.dv, domestic.terminal]).state.current_date == DAY0
+    accurate = parse_certificate(build_terminal_certificate(
+        domestic.dv_signer, domestic.dv, build_request(SoftwareSigner.generate("brainpoolP256r1"), chr="VNISP00079"),
+        effective_date=DAY0 + timedelta(days=5), expiration_date=DAY0 + timedelta(days=20), document_type="passport"))
+    assert verify_chain_as_chip(strict, [domestic.dv, accurate]).state.current_date == DAY0 + timedelta(days=5)
 
 
 def test_issuer_side_valid_chain_and_time_t(bp_chain: Chain) -> None:

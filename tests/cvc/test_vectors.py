@@ -69,7 +69,9 @@ def test_vector_decvca_link_and_foreign_dv() -> None:
     chip = ChipState.personalised([cvca102], date(2011, 1, 1))
     result = verify_chain_as_chip(chip, [link, dv])
     assert result.state.trust_points[0].chr == "DECVCAeID00103"
-    assert result.state.current_date == date(2012, 12, 3)  # the link moves the date, the foreign DV does not
+    assert result.state.current_date == date(2014, 10, 23)  # link, then the (foreign) DV move the date
+    strict = ChipState.personalised([cvca102], date(2011, 1, 1), foreign_dv_moves_date=False)
+    assert verify_chain_as_chip(strict, [link, dv]).state.current_date == date(2012, 12, 3)
 
 
 def test_vector_detest_rollover_chain_to_terminal_with_extensions() -> None:
