@@ -53,6 +53,7 @@ from .cms import (
     verify_signer,
     warning,
 )
+from .extensions import OID_DOCUMENT_TYPE_LIST, DocumentTypeListSyntax
 from .masterlist import MasterList, MasterListReport, check_master_list
 from .sod import DG_TAGS, SecurityObject, parse_sod
 
@@ -92,6 +93,8 @@ DOCUMENT_DEVIATIONS = frozenset(
         "ds-pkup-missing",
         "ds-key-usage-missing",
         "ds-country-differs",
+        "ds-document-types-missing",
+        "ds-document-types-malformed",
     }
 )
 
@@ -137,15 +140,16 @@ def mrz_country_to_alpha2(code: str) -> str | None:
     return MRZ_TO_ALPHA2.get(code.replace("<", "").strip().upper())
 
 
-def dg1_issuing_state(dg1: bytes) -> str:
-    """The issuing state (MRZ characters 3-5, fillers stripped) from DG1 = 61 L 5F1F L MRZ.
-    The position is the same in TD1 (ID cards), TD2 and TD3 (passports)."""
+def dg1_mrz(dg1: bytes) -> str:
+    """The MRZ text of DG1 = 61 L 5F1F L MRZ (TD1 90, TD2 72 or TD3 88 characters)."""
     if len(dg1) < 4 or dg1[0] != 0x61:
         raise CmsDecodeError("DG1 must start with tag 0x61")
     i = 2 if dg1[1] < 0x80 else 2 + (dg1[1] & 0x7F)
     if dg1[i : i + 2] != b"\x5f\x1f":
         raise CmsDecodeError("DG1 does not hold an MRZ data element (5F1F)")
     i += 2
+    if i >= len(dg1):
+        raise CmsDecodeError("DG1 truncated")
     length = dg1[i]
     i += 1
     if length & 0x80:
@@ -155,7 +159,32 @@ def dg1_issuing_state(dg1: bytes) -> str:
     mrz = dg1[i : i + length].decode("ascii", errors="replace")
     if len(mrz) not in (72, 88, 90):
         raise CmsDecodeError(f"MRZ of {len(mrz)} characters is neither TD1 (90), TD2 (72) nor TD3 (88)")
-    return mrz[2:5].replace("<", "")
+    return mrz
+
+
+def dg1_issuing_state(dg1: bytes) -> str:
+    """The issuing state (MRZ characters 3-5, fillers stripped); the same position in TD1
+    (ID cards), TD2 and TD3 (passports)."""
+    return dg1_mrz(dg1)[2:5].replace("<", "")
+
+
+def dg1_document_code(dg1: bytes) -> str:
+    """The MRZ document code (characters 1-2, fillers stripped), e.g. "P", "ID", "PN"."""
+    return dg1_mrz(dg1)[0:2].replace("<", "")
+
+
+def document_types_of(ds: x509.Certificate) -> list[str] | None:
+    """The DS certificate's DocumentTypeList (2.23.136.1.1.6.2), or None when absent."""
+    for ext in ds["tbs_certificate"]["extensions"]:
+        if ext["extn_id"].dotted == OID_DOCUMENT_TYPE_LIST:
+            value = DocumentTypeListSyntax.load(bytes(ext["extn_value"]))
+            return [str(code) for code in value["doc_type_list"].native]
+    return None
+
+
+def document_type_allowed(code: str, allowed: Sequence[str]) -> bool:
+    """"P" allows any passport code ("P", "PN", "PD" ...); two-letter entries must match exactly."""
+    return code in allowed or any(len(a) == 1 and code.startswith(a) for a in allowed)
 
 
 # --- result --------------------------------------------------------------------------------
@@ -326,6 +355,7 @@ def check_pa(
         except CmsDecodeError as exc:
             findings.append(error("dg1-malformed", str(exc)))
         else:
+            findings += _check_document_type(ds, dg1)
             alpha2 = mrz_country_to_alpha2(result.issuing_state)
             country = result.csca_country
             if alpha2 is None:
@@ -366,6 +396,28 @@ def verify_pa(
     if not result.valid:
         raise PassiveAuthenticationError(result)
     return result
+
+
+def _check_document_type(ds: x509.Certificate | None, dg1: bytes) -> list[Finding]:
+    """9303-12: the DS certificate's DocumentTypeList names the document types it may sign."""
+    if ds is None:
+        return []
+    code = dg1_document_code(dg1)
+    try:
+        allowed = document_types_of(ds)
+    except (ValueError, TypeError) as exc:
+        return [warning("ds-document-types-malformed", f"DocumentTypeList cannot be decoded: {exc}", subject_text(ds))]
+    if allowed is None:
+        return [warning("ds-document-types-missing", "DS certificate has no DocumentTypeList", subject_text(ds))]
+    if not document_type_allowed(code, allowed):
+        return [
+            error(
+                "document-type-not-allowed",
+                f"MRZ document code {code!r} is not in the DS DocumentTypeList {sorted(allowed)}",
+                subject_text(ds),
+            )
+        ]
+    return []
 
 
 def _check_ds(ds: x509.Certificate, signing_time: datetime | None, at: datetime) -> list[Finding]:

@@ -143,6 +143,7 @@ def make_leaf(
     eku: ObjectIdentifier | None = None,
     serial: int | None = None,
     with_ski: bool = True,
+    doc_types: tuple[str, ...] | None = ("P",),
 ) -> Issued:
     """A DS certificate (or an ML / DL signer with `eku`) issued by `issuer`."""
     issuer_cert = issuer.cert
@@ -167,6 +168,16 @@ def make_leaf(
         )
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=True)
+    elif doc_types is not None:  # DocumentTypeList 2.23.136.1.1.6.2 (DS only)
+        from asn1crypto import core as a_core
+
+        from icao_pki.extensions import document_type_list
+
+        value = document_type_list(list(doc_types)).dump()
+        assert isinstance(a_core.Sequence.load(value), a_core.Sequence)
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(ObjectIdentifier("2.23.136.1.1.6.2"), value), critical=False
+        )
     return Issued(signer, _sign(builder, issuer.signer))
 
 

@@ -243,3 +243,18 @@ def test_pa_german_document_without_signing_time() -> None:
     assert codes(result, Severity.ERROR) == ["csca-not-found"]
     strict = check_pa(sod, {}, trust=[], at=datetime(2024, 1, 1, tzinfo=UTC), mode=PaMode.STRICT)
     assert "signing-time-missing" in codes(strict, Severity.ERROR)
+
+
+def test_pa_document_type_list() -> None:
+    """The DS DocumentTypeList (2.23.136.1.1.6.2) must allow the MRZ document code."""
+    p = pki()
+    id_only = make_leaf(p.csca, SoftwareSigner.generate("secp256r1"), doc_types=("ID",))
+    result = check_pa(_sod(id_only), DATA_GROUPS, trust=[p.csca.der], at=AT)
+    assert "document-type-not-allowed" in codes(result, Severity.ERROR)
+    none = make_leaf(p.csca, SoftwareSigner.generate("secp256r1"), doc_types=None)
+    tolerant = check_pa(_sod(none), DATA_GROUPS, trust=[p.csca.der], at=AT)
+    assert tolerant.valid and "ds-document-types-missing" in codes(tolerant, Severity.WARNING)
+    strict = check_pa(_sod(none), DATA_GROUPS, trust=[p.csca.der], at=AT, mode=PaMode.STRICT)
+    assert "ds-document-types-missing" in codes(strict, Severity.ERROR)
+    both = make_leaf(p.csca, SoftwareSigner.generate("secp256r1"), doc_types=("P", "ID"))
+    assert check_pa(_sod(both), DATA_GROUPS, trust=[p.csca.der], at=AT, mode=PaMode.STRICT).valid

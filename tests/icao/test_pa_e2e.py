@@ -24,14 +24,27 @@ SIGNED = T0 + timedelta(days=1)
 AT = T0 + timedelta(days=30)
 
 
+def id_card_dg1() -> bytes:
+    """TD1 MRZ (3 x 30) of a chip ID card: document code "ID", issuing state VNM."""
+    mrz = (
+        b"IDVNM0123456789001234567890<<<"
+        b"8001014M3001012VNM<<<<<<<<<<<6"
+        b"NGUYEN<<VAN<A<<<<<<<<<<<<<<<<<"
+    )
+    assert len(mrz) == 90
+    inner = b"\x5f\x1f" + bytes([len(mrz)]) + mrz
+    return bytes([0x61, len(inner)]) + inner
+
+
 def _roundtrip(csca_signer, ds_signer, document_type=DocumentType.PASSPORT, rsa_padding=RsaPadding.PKCS1V15):
     csca = make_csca(csca_signer, document_type)
     ds = make_ds(csca_signer, csca, ds_signer, document_type)
+    dgs = DATA_GROUPS if document_type is DocumentType.PASSPORT else {**DATA_GROUPS, 1: id_card_dg1()}
     sod = build_sod(
-        DATA_GROUPS, ds_signer=ds_signer, ds_certificate=ds.der, signing_time=SIGNED,
+        dgs, ds_signer=ds_signer, ds_certificate=ds.der, signing_time=SIGNED,
         lds_version=LdsVersion("0108", "040000"), rsa_padding=rsa_padding,
     )  # fmt: skip
-    result = verify_pa(sod, DATA_GROUPS, trust=[csca.der], at=AT, mode=PaMode.STRICT)
+    result = verify_pa(sod, dgs, trust=[csca.der], at=AT, mode=PaMode.STRICT)
     return csca, ds, sod, result
 
 
@@ -49,9 +62,14 @@ def test_e2e_product_certificates_explicit_parameters(curve: str) -> None:
 
 
 def test_e2e_rsa_pss_idcard() -> None:
-    signer = SoftwareSigner.generate("rsa2048")
-    _, _ds, _, result = _roundtrip(signer, SoftwareSigner.generate("rsa2048"), DocumentType.IDCARD, RsaPadding.PSS)
-    assert result.valid
+    """ID-card hierarchy, RSASSA-PSS; the DS's DocumentTypeList ["ID"] lets it sign the TD1
+    ID card but not a passport (MRZ code "P")."""
+    ds_signer = SoftwareSigner.generate("rsa2048")
+    csca, ds, _, result = _roundtrip(SoftwareSigner.generate("rsa2048"), ds_signer, DocumentType.IDCARD, RsaPadding.PSS)
+    assert result.valid and result.issuing_state == "VNM"
+    passport = build_sod(DATA_GROUPS, ds_signer=ds_signer, ds_certificate=ds.der, signing_time=SIGNED)
+    wrong = check_pa(passport, DATA_GROUPS, trust=[csca.der], at=AT)
+    assert "document-type-not-allowed" in [f.code for f in wrong.findings]
 
 
 @pytest.mark.openssl
