@@ -37,7 +37,6 @@ lint: venv
 	$(BIN)/ruff check .
 
 bench: venv
-	$(BIN)/python -m pip install -q -e ".[bench]"
 	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -20,13 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from icao_pki.curves import Curve
 from icao_pki.policy import Window
-from icao_pki.signature import PublicKey, RsaPublicKey, SignatureError, cryptography_hash, verify_signature
-from icao_pki.signer import RsaPadding
+from icao_pki.signature import PSS_ANY_SALT, PublicKey, RsaPublicKey, SignatureError, verify_signature
 
 from . import tlv
 from .algorithms import TaAlgorithm
@@ -164,21 +160,18 @@ def encode_extensions(extensions: tuple[CertificateExtension, ...]) -> bytes:
 def verify_ta_signature(key: PublicKey, algorithm: TaAlgorithm, signature: bytes, data: bytes) -> None:
     """Verify a TR-03110 signature (ECDSA plain r||s, RSA v1.5 or PSS); raises `SignatureError`.
 
-    We write RSA-PSS with salt = hash length; on reading we also accept any salt length,
-    because OpenPACE (OpenSSL's default) signs with the maximum salt length.
+    We write RSA-PSS with salt = hash length; on reading we accept any salt length, because
+    OpenPACE (OpenSSL's default) signs with the maximum salt length.
     """
-    try:
-        verify_signature(key, signature, data, algorithm.hash, ecdsa_format="plain", rsa_padding=algorithm.rsa_padding)
-    except SignatureError:
-        if not (isinstance(key, RsaPublicKey) and algorithm.rsa_padding is RsaPadding.PSS):
-            raise
-        h = cryptography_hash(algorithm.hash)
-        try:
-            rsa.RSAPublicNumbers(key.e, key.n).public_key().verify(
-                signature, data, padding.PSS(mgf=padding.MGF1(h), salt_length=padding.PSS.AUTO), h
-            )
-        except (InvalidSignature, ValueError):
-            raise SignatureError("RSA-PSS signature does not verify") from None
+    verify_signature(
+        key,
+        signature,
+        data,
+        algorithm.hash,
+        ecdsa_format="plain",
+        rsa_padding=algorithm.rsa_padding,
+        pss_salt_length=PSS_ANY_SALT,
+    )
 
 
 class VerifiedSignatureCache:

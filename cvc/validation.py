@@ -12,11 +12,12 @@ is the AND of the CHATs.  A link certificate is imported permanently as a new tr
 point (the least recent one beyond two is dropped).  The state is immutable: a rejected
 chain changes nothing (TR-03110 demands the date and trust-point update be atomic).
 
-Which DV certificates move the date: TR-03110-3 v2.2 §2.5 says "a valid CVCA Link
-Certificate, a DV Certificate or an Accurate Terminal Certificate" — every DV certificate,
-since our own CVCA set its dates, foreign or not (`ChipState.foreign_dv_moves_date=True`,
-the default).  Issue 3 words it "domestic-DV"; `foreign_dv_moves_date=False` gives that
-stricter reading.  Terminal certificates of a foreign DV never move the date.
+Which DV certificates move the date: the product follows the stricter reading of our brief
+(issue 3, STANDARDS.md §3.1): only CVCA link, *official domestic* DV and accurate terminal
+certificates move it, so a foreign DV never moves a chip's clock (the default,
+`ChipState.foreign_dv_moves_date=False`).  TR-03110-3 v2.2 §2.5 words it "a DV Certificate";
+`foreign_dv_moves_date=True` emulates chips that read it that way.  Terminal certificates of
+a foreign DV never move the date.
 
 **Issuer-side** — `check_chain_at` / `verify_chain_at`: every current certificate valid at
 T (the expiration day counts in full), children inside their issuer's validity, rights
@@ -91,11 +92,11 @@ class ChipState:
     trust_points: tuple[ImportedKey, ...]
     current_date: date
     #: TR-03110-3 v2.2 §2.5: any valid DV certificate updates the date (see module docstring)
-    foreign_dv_moves_date: bool = True
+    foreign_dv_moves_date: bool = False
 
     @classmethod
     def personalised(
-        cls, cvca_certificates: Sequence[CvCertificate], personalisation_date: date, *, foreign_dv_moves_date: bool = True
+        cls, cvca_certificates: Sequence[CvCertificate], personalisation_date: date, *, foreign_dv_moves_date: bool = False
     ) -> ChipState:
         """Personalisation: the newest CVCA key first (optionally the previous one), date set."""
         points = tuple(trust_point(c) for c in cvca_certificates)

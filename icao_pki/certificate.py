@@ -50,7 +50,6 @@ from .signature import (
     RsaPublicKey,
     SignatureError,
     build_spki,
-    cryptography_hash,
     load_spki,
     plain_to_der,
     verify_signature,
@@ -299,10 +298,6 @@ def verify_x509_signature(key: PublicKey, algorithm: x509.SignedDigestAlgorithm,
 
 
 def _verify_pss_as_parameterised(key: RsaPublicKey, algorithm: x509.SignedDigestAlgorithm, signature: bytes, data: bytes) -> None:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding_mod
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     params = algorithm["parameters"]
     try:
         hash_algorithm = HashAlgorithm(params["hash_algorithm"]["algorithm"].native)
@@ -311,12 +306,15 @@ def _verify_pss_as_parameterised(key: RsaPublicKey, algorithm: x509.SignedDigest
         raise SignatureError(f"unsupported RSASSA-PSS parameters: {exc}") from None
     if params["mask_gen_algorithm"]["algorithm"].native != "mgf1":
         raise SignatureError("RSASSA-PSS mask generation other than MGF1 is not supported")
-    salt = params["salt_length"].native
-    pad = rsa_padding_mod.PSS(mgf=rsa_padding_mod.MGF1(cryptography_hash(mgf_hash)), salt_length=salt)
-    try:
-        rsa.RSAPublicNumbers(key.e, key.n).public_key().verify(signature, data, pad, cryptography_hash(hash_algorithm))
-    except InvalidSignature:
-        raise SignatureError("RSASSA-PSS signature does not verify") from None
+    verify_signature(
+        key,
+        signature,
+        data,
+        hash_algorithm,
+        rsa_padding=RsaPadding.PSS,
+        pss_salt_length=params["salt_length"].native,
+        pss_mgf_hash=mgf_hash,
+    )
 
 
 def sign_tbs(signer: Signer, tbs_der: bytes, hash_algorithm: HashAlgorithm, rsa_padding: RsaPadding) -> bytes:

@@ -199,6 +199,10 @@ def cryptography_hash(algorithm: HashAlgorithm) -> hashes.HashAlgorithm:
     return _HASHES[algorithm]()
 
 
+#: `pss_salt_length` value that accepts any salt length (reading what others signed).
+PSS_ANY_SALT = -1
+
+
 def verify_signature(
     key: PublicKey,
     signature: bytes,
@@ -207,21 +211,28 @@ def verify_signature(
     *,
     ecdsa_format: str = "plain",
     rsa_padding: RsaPadding = RsaPadding.PKCS1V15,
+    pss_salt_length: int | None = None,
+    pss_mgf_hash: HashAlgorithm | None = None,
 ) -> None:
-    """Verify or raise `SignatureError`.  `ecdsa_format` is "plain" (CVC) or "der" (X.509/CMS)."""
+    """Verify or raise `SignatureError`.  `ecdsa_format` is "plain" (CVC) or "der" (X.509/CMS).
+
+    RSA-PSS defaults to what we write (MGF1 with the same hash, salt = hash length); foreign
+    signers vary (OpenPACE uses the maximum salt, Sweden's CSCA a 20-byte salt), so readers may
+    pass the salt from the parameters or `PSS_ANY_SALT`, and the MGF1 hash."""
     if isinstance(key, RsaPublicKey):
         public = rsa.RSAPublicNumbers(key.e, key.n).public_key()
         pad: padding.AsymmetricPadding
         if rsa_padding is RsaPadding.PSS:
+            salt: int = hash_algorithm.digest_size if pss_salt_length is None else pss_salt_length
             pad = padding.PSS(
-                mgf=padding.MGF1(cryptography_hash(hash_algorithm)),
-                salt_length=hash_algorithm.digest_size,
+                mgf=padding.MGF1(cryptography_hash(pss_mgf_hash or hash_algorithm)),
+                salt_length=padding.PSS.AUTO if salt == PSS_ANY_SALT else salt,
             )
         else:
             pad = padding.PKCS1v15()
         try:
             public.verify(signature, data, pad, cryptography_hash(hash_algorithm))
-        except _CryptographyInvalidSignature:
+        except (_CryptographyInvalidSignature, ValueError):
             raise SignatureError("RSA signature does not verify") from None
         return
 

@@ -103,18 +103,19 @@ def test_chip_accepts_expired_link_and_rolls_trust_points(bp_chain: Chain) -> No
 
 
 def test_only_accurate_terminals_move_the_chip_date() -> None:
-    """A DV certificate moves the date (TR-03110-3 v2.2 §2.5); a terminal only when its DV is
-    official domestic (accurate).  `foreign_dv_moves_date=False` is issue 3's stricter reading."""
+    """By default only an official domestic DV moves the date (issue 3); a terminal only when its
+    DV is official domestic (accurate).  `foreign_dv_moves_date=True` is TR-03110-3 §2.5's wording."""
     from cvc.builders import build_terminal_certificate
 
     foreign = make_chain(SoftwareSigner.generate("brainpoolP256r1"), domestic=False, seq=7)
     later = parse_certificate(build_terminal_certificate(
         foreign.dv_signer, foreign.dv, build_request(SoftwareSigner.generate("brainpoolP256r1"), chr="VNISP00078"),
         effective_date=DAY0 + timedelta(days=5), expiration_date=DAY0 + timedelta(days=20), document_type="passport"))
-    chip = ChipState.personalised([foreign.cvca], DAY0 - timedelta(days=30))
-    result = verify_chain_as_chip(chip, [foreign.dv, later])
+    lenient = ChipState.personalised([foreign.cvca], DAY0 - timedelta(days=30), foreign_dv_moves_date=True)
+    result = verify_chain_as_chip(lenient, [foreign.dv, later])
     assert result.state.current_date == DAY0  # the DV moved it, the foreign DV's terminal did not
-    strict = ChipState.personalised([foreign.cvca], DAY0 - timedelta(days=30), foreign_dv_moves_date=False)
+    strict = ChipState.personalised([foreign.cvca], DAY0 - timedelta(days=30))
+    assert not strict.foreign_dv_moves_date
     assert verify_chain_as_chip(strict, [foreign.dv, later]).state.current_date == strict.current_date
     domestic = make_chain(foreign.cvca_signer, domestic=True, seq=7)
     accurate = parse_certificate(build_terminal_certificate(

@@ -66,11 +66,11 @@ def test_vector_decvca_link_and_foreign_dv() -> None:
     assert (link.car, link.chr, link.is_link) == ("DECVCAeID00102", "DECVCAeID00103", True)
     assert dv.role is ChatRole.DV_FOREIGN and not dv.public_key.has_domain_parameters
     assert verify_chain_at(cvca102, [link, dv], date(2014, 11, 1)).valid
-    chip = ChipState.personalised([cvca102], date(2011, 1, 1))
+    chip = ChipState.personalised([cvca102], date(2011, 1, 1), foreign_dv_moves_date=True)
     result = verify_chain_as_chip(chip, [link, dv])
     assert result.state.trust_points[0].chr == "DECVCAeID00103"
     assert result.state.current_date == date(2014, 10, 23)  # link, then the (foreign) DV move the date
-    strict = ChipState.personalised([cvca102], date(2011, 1, 1), foreign_dv_moves_date=False)
+    strict = ChipState.personalised([cvca102], date(2011, 1, 1))
     assert verify_chain_as_chip(strict, [link, dv]).state.current_date == date(2012, 12, 3)
 
 
