@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,7 +58,15 @@ class PgCluster:
         name = f"t_{uuid.uuid4().hex[:12]}"
         suffix = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"{suffix}')
+            for attempt in range(50):
+                try:
+                    conn.execute(f'CREATE DATABASE "{name}"{suffix}')
+                    break
+                except psycopg.errors.ObjectInUse:
+                    # a closed client's backend may still be exiting: the template is briefly "in use"
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.1)
         return self.url(name)
 
 

@@ -183,7 +183,9 @@ def close_world(world: World) -> None:
 
 def build_world(database_url: str, org_pki: OrgPkiForTests, handlers: HandlerRegistry | None = None) -> World:
     """Create the schema and every party through the HTTP API."""
-    Store(database_url).create_schema()
+    schema = Store(database_url)
+    schema.create_schema()
+    schema.dispose()
     world = open_world(database_url, org_pki, handlers)
     client = world.client
     services = client.app.state.services
