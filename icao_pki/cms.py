@@ -253,7 +253,7 @@ def load_certificate(der: bytes) -> x509.Certificate:
         _ = cert.native
         _ = cert.key_identifier, cert.authority_key_identifier, cert.not_valid_before, cert.not_valid_after
         return cert
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
         raise CmsDecodeError(f"not an X.509 certificate: {exc}") from None
 
 
@@ -469,7 +469,18 @@ def signing_time_of(signer_info: cms.SignerInfo) -> datetime | None:
     value = values[0].native
     if not isinstance(value, datetime):
         raise CmsDecodeError("signingTime is not a Time")
-    return value.astimezone(UTC)
+    return as_utc(value)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Aware UTC.  A GeneralizedTime without "Z" decodes naive; 9303-12 times are Zulu, so a
+    naive value is read as UTC (never as the verifier's local time)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def validity(cert: x509.Certificate) -> tuple[datetime, datetime]:
+    """(notBefore, notAfter), aware UTC."""
+    return as_utc(cert.not_valid_before), as_utc(cert.not_valid_after)
 
 
 def _signed_attrs_encodings(signer_info: cms.SignerInfo) -> Iterator[tuple[bytes, bool]]:

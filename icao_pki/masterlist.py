@@ -40,6 +40,7 @@ from .cms import (
     register_content_type,
     same_name,
     subject_text,
+    validity,
     verify_certificate_signature,
     verify_signer,
     warning,
@@ -304,7 +305,8 @@ def check_csca_entry(
                 findings.append(error("link-signature", f"link certificate does not verify with its issuer: {problems[0]}", subject))
     findings += _profile_findings(cert, subject)
     if at is not None:
-        if at < cert.not_valid_before or at > cert.not_valid_after:
+        not_before, not_after = validity(cert)
+        if at < not_before or at > not_after:
             findings.append(
                 warning("csca-validity", f"not valid at {at.isoformat()} ({cert.not_valid_before} → {cert.not_valid_after})", subject)
             )
@@ -347,6 +349,8 @@ def check_master_list(
     `trust_anchors`: CSCA certificates trusted independently (e.g. the issuing state's CSCA
     received bilaterally).  Without them the ML signer can only be checked against the CSCA
     the list itself carries, which is reported as a warning."""
+    if at is not None and at.tzinfo is None:
+        raise ValueError("the verification time must be timezone-aware")
     findings: list[Finding] = list(ml.findings)
     anchors = []
     for der in trust_anchors:
@@ -390,7 +394,7 @@ def check_master_list(
         if ml.signed.signer_infos[0]["sid"].name != "subject_key_identifier":
             findings.append(info("ml-sid", "signer identified by issuerAndSerialNumber (SKI recommended)"))
         when = signing_time or at
-        if when is not None and not (signer.not_valid_before <= when <= signer.not_valid_after):
+        if when is not None and not (validity(signer)[0] <= when <= validity(signer)[1]):
             findings.append(warning("ml-signer-validity", f"ML signer certificate not valid at {when.isoformat()}", signer_subject))
         # the ML signer's path: to a trust anchor if given, else to a CSCA in the list/SignedData
         pool = anchors if anchors else [*ml.signed.certificates, *parsed]

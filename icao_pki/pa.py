@@ -38,6 +38,7 @@ from .cms import (
     CmsSignatureError,
     Finding,
     Severity,
+    as_utc,
     certificate_extension,
     certificate_public_key,
     error,
@@ -48,6 +49,7 @@ from .cms import (
     load_certificate_cached,
     same_name,
     subject_text,
+    validity,
     verify_algorithm_signature,
     verify_certificate_signature,
     verify_signer,
@@ -240,11 +242,13 @@ def _pkup(cert: x509.Certificate) -> tuple[datetime | None, datetime | None] | N
     value = certificate_extension(cert, "private_key_usage_period")
     if value is None:
         return None
-    return value["not_before"].native, value["not_after"].native
+    not_before, not_after = value["not_before"].native, value["not_after"].native
+    return (as_utc(not_before) if not_before else None), (as_utc(not_after) if not_after else None)
 
 
 def _valid_at(cert: x509.Certificate, at: datetime) -> bool:
-    return cert.not_valid_before <= at <= cert.not_valid_after
+    not_before, not_after = validity(cert)
+    return not_before <= at <= not_after
 
 
 def _issuer_candidates(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
@@ -448,7 +452,7 @@ def _check_ds(ds: x509.Certificate, signing_time: datetime | None, at: datetime)
                     subject,
                 )
             )
-    if signing_time is not None and not (ds.not_valid_before <= signing_time <= ds.not_valid_after):
+    if signing_time is not None and not _valid_at(ds, signing_time):
         findings.append(error("ds-validity-at-signing", f"SOD signed {signing_time.isoformat()} outside the DS validity", subject))
     return findings
 
@@ -540,7 +544,7 @@ def _check_revocation(
                 findings.append(error("crl-signature", f"CRL of {subject_text(issuer)} does not verify: {exc}"))
                 continue
             next_update = crl["tbs_cert_list"]["next_update"].native
-            if next_update is not None and at > next_update:
+            if next_update is not None and at > as_utc(next_update):
                 findings.append(warning("crl-stale", f"CRL of {subject_text(issuer)} expired {next_update.isoformat()}"))
             for entry in crl["tbs_cert_list"]["revoked_certificates"]:
                 if entry["user_certificate"].native == cert.serial_number:
