@@ -308,6 +308,29 @@ def is_self_issued(cert: x509.Certificate) -> bool:
     return same_name(cert.subject, cert.issuer)
 
 
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """A CSCA root, as opposed to a link certificate.  Subject = issuer is not enough: a CSCA
+    link certificate keeps the CSCA's name when only the key rolls over (9303-12 §5.1.2), so
+    its issuer equals its subject while the OLD key signed it.  Key identifiers decide when
+    both are present; otherwise the certificate's own key must verify its signature."""
+    if not is_self_issued(cert):
+        return False
+    aki, ski = cert.authority_key_identifier, cert.key_identifier
+    if aki is not None and ski is not None:
+        return aki == ski
+    return _verifies_with_own_key(cert.dump())
+
+
+@lru_cache(maxsize=4096)
+def _verifies_with_own_key(der: bytes) -> bool:
+    cert = _cached_certificate(der)
+    try:
+        verify_certificate_signature(cert, certificate_public_key(cert), tolerant=True)
+    except CmsError:
+        return False
+    return True
+
+
 def certificate_digest(cert: x509.Certificate) -> bytes:
     return hashlib.sha256(cert.dump()).digest()
 

@@ -35,6 +35,7 @@ from .cms import (
     has_errors,
     info,
     is_self_issued,
+    is_self_signed,
     load_certificate,
     parse_signed_data,
     register_content_type,
@@ -264,7 +265,7 @@ def _country(cert: x509.Certificate) -> str | None:
 def _find_issuers(cert: x509.Certificate, candidates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """Candidates whose subject is `cert`'s issuer, best key-identifier match first."""
     aki = cert.authority_key_identifier
-    matches = [c for c in candidates if same_name(c.subject, cert.issuer)]
+    matches = [c for c in candidates if same_name(c.subject, cert.issuer) and c.dump() != cert.dump()]
     if aki is not None:
         matches.sort(key=lambda c: c.key_identifier != aki)
     return matches
@@ -280,7 +281,10 @@ def check_csca_entry(
         key = certificate_public_key(cert)
     except CmsDecodeError as exc:
         return ("root" if is_self_issued(cert) else "link"), [error("public-key", str(exc), subject)]
-    if is_self_issued(cert):
+    same_name_link = is_self_issued(cert) and not is_self_signed(cert) and any(
+        c.dump() != cert.dump() and same_name(c.subject, cert.issuer) for c in issuers
+    )
+    if is_self_issued(cert) and not same_name_link:
         kind = "root"
         try:
             findings += verify_certificate_signature(cert, key, tolerant=True)

@@ -44,7 +44,7 @@ from .cms import (
     error,
     has_errors,
     info,
-    is_self_issued,
+    is_self_signed,
     load_certificate,
     load_certificate_cached,
     same_name,
@@ -498,7 +498,7 @@ def _build_path(
         basic = certificate_extension(issuer, "basic_constraints")
         if basic is not None and not basic["ca"].native:
             findings.append(error("csca-not-ca", "issuer certificate is not a CA (basicConstraints cA FALSE)", subject_text(issuer)))
-        if is_self_issued(issuer):
+        if is_self_signed(issuer):
             return path, issuer, findings
         # a link certificate: continue to its issuer, if we hold it
         if not _issuer_candidates(issuer, [c for c in pool if c.dump() not in seen]):

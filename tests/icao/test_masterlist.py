@@ -242,3 +242,13 @@ def test_masterlist_openssl_cms_verify(tmp_path: Path) -> None:
         capture_output=True, text=True,
     )
     assert out.returncode != 0
+
+
+def test_masterlist_same_name_link_is_a_link() -> None:
+    old = make_csca(SoftwareSigner.generate("secp256r1"), country="NL", cn="CSCA NL")
+    link = make_link(old, SoftwareSigner.generate("secp256r1"), cn="CSCA NL")
+    new_root = make_self_signed_new_csca(link)
+    report = check_master_list(parse_master_list(_foreign([old.der, link.der, new_root.der])), at=T0)
+    kinds = {e.der: e.kind for e in report.entries}
+    assert kinds == {old.der: "root", link.der: "link", new_root.der: "root"}
+    assert all(e.valid for e in report.entries), [e.findings for e in report.entries]

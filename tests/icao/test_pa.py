@@ -258,3 +258,16 @@ def test_pa_document_type_list() -> None:
     assert "ds-document-types-missing" in codes(strict, Severity.ERROR)
     both = make_leaf(p.csca, SoftwareSigner.generate("secp256r1"), doc_types=("P", "ID"))
     assert check_pa(_sod(both), DATA_GROUPS, trust=[p.csca.der], at=AT, mode=PaMode.STRICT).valid
+
+
+def test_pa_same_name_link_certificate() -> None:
+    """Key rollover without a name change: the link certificate's issuer equals its subject,
+    yet the OLD key signed it — it must not be taken for a self-signed root."""
+    old = make_csca(SoftwareSigner.generate("secp256r1"), cn="CSCA Viet Nam")
+    link = make_link(old, SoftwareSigner.generate("secp256r1"), cn="CSCA Viet Nam")
+    assert link.cert.subject == link.cert.issuer
+    ds = make_leaf(link, SoftwareSigner.generate("secp256r1"))
+    result = verify_pa(_sod(ds), DATA_GROUPS, trust=[old.der, link.der], at=AT, mode=PaMode.STRICT)
+    assert len(result.path) == 3  # DS → link → old root
+    only_link = check_pa(_sod(ds), DATA_GROUPS, trust=[link.der], at=AT)
+    assert "link-as-anchor" in codes(only_link, Severity.WARNING)

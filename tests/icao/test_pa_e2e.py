@@ -130,3 +130,36 @@ def test_e2e_hsm_keys_csca_ds_sod_pa_and_master_list(keystore) -> None:
     assert report.valid, report.findings
     assert report.entries[0].valid, report.entries[0].findings
     assert verify_pa(sod, DATA_GROUPS, trust=report, at=AT, mode=PaMode.STRICT).valid
+
+
+def test_e2e_link_certificate_across_algorithm_change() -> None:
+    """Product builders: RSA CSCA rolls over to a brainpool key; the link certificate (signed
+    with the old RSA key) carries the new key; a DS under the new key passes PA through the
+    link, and a Master List holding root + link validates the link against the root."""
+    from icao_pki.certificate import build_csca_link_certificate, parse_certificate
+    from icao_pki.policy import Window, add_months
+
+    old_signer, new_signer = SoftwareSigner.generate("rsa2048"), SoftwareSigner.generate("brainpoolP256r1")
+    old = make_csca(old_signer)
+    link = parse_certificate(
+        build_csca_link_certificate(
+            old_signer, old, new_signer.public_key_info(), validity=Window(T0, add_months(T0, 12 * 15)),
+            private_key_usage=Window(T0, add_months(T0, 12 * 5)), document_type=DocumentType.PASSPORT,
+            crl_distribution_points=["http://pkd.example.gov.vn/crl/csca-vn.crl"],
+        )
+    )  # fmt: skip
+    ds_signer = SoftwareSigner.generate("brainpoolP256r1")
+    ds = make_ds(new_signer, link, ds_signer)
+    sod = build_sod(DATA_GROUPS, ds_signer=ds_signer, ds_certificate=ds.der, signing_time=SIGNED)
+    result = verify_pa(sod, DATA_GROUPS, trust=[old.der, link.der], at=AT, mode=PaMode.STRICT)
+    assert len(result.path) == 3
+    from tests.icao.test_cms_pki import pki
+
+    p = pki()
+    ml = build_master_list(
+        [old.der, link.der], signer=p.mls.signer, signer_certificate=p.mls.der, signer_csca_certificate=p.csca.der,
+        signing_time=SIGNED,
+    )  # fmt: skip
+    report = check_master_list(parse_master_list(ml), trust_anchors=[p.csca.der], at=AT)
+    assert {e.der: e.kind for e in report.entries} == {old.der: "root", link.der: "link"}
+    assert all(e.valid for e in report.entries), [e.findings for e in report.entries]
