@@ -269,7 +269,8 @@ def _trust_pool(trust: Trust, at: datetime, findings: list[Finding]) -> list[x50
         findings += [f for f in trust.findings if f.code == "ml-signer-self-asserted"]
         ders: Sequence[bytes] = trust.trusted_certificates
     else:
-        ders = trust
+        # DER bytes, or parsed certificates carrying `.der` (icao_pki.certificate.Certificate)
+        ders = [getattr(item, "der", item) for item in trust]
     pool = []
     for der in ders:
         try:
