@@ -412,8 +412,6 @@ def parse_signed_data(data: bytes) -> SignedObject:
         signer_infos = tuple(signed["signer_infos"])
         for signer_info in signer_infos:
             _ = signer_info.native  # parse it all now (small), so later access cannot fail
-            if signer_info["sid"].name == "issuer_and_serial_number":
-                _ = signer_info["sid"].chosen["issuer"].hashable
         _ = signed["digest_algorithms"].native
         version = signed["version"].native
         if len(data) > len(info.dump()):
