@@ -158,6 +158,8 @@ class _SignatureScheme:
     kind: KeyKind
     hash_algorithm: HashAlgorithm
     rsa_padding: RsaPadding
+    pss_salt_length: int | None = None
+    pss_mgf_hash: HashAlgorithm | None = None
 
 
 def _scheme(algorithm: algos.SignedDigestAlgorithm, fallback_hash: HashAlgorithm | None) -> tuple[_SignatureScheme, list[Finding]]:
@@ -172,16 +174,20 @@ def _scheme(algorithm: algos.SignedDigestAlgorithm, fallback_hash: HashAlgorithm
         params = algorithm["parameters"]
         hash_name = params["hash_algorithm"]["algorithm"].native
         mgf = params["mask_gen_algorithm"]
-        mgf_hash = mgf["parameters"]["algorithm"].native if mgf["algorithm"].native == "mgf1" else None
+        if mgf["algorithm"].native != "mgf1":
+            raise CmsSignatureError(f"RSASSA-PSS mask generation {mgf['algorithm'].native} is not supported", code="algorithm")
         hash_algorithm = hash_from_name(hash_name)
-        if mgf_hash != hash_name:
-            raise CmsSignatureError(f"RSASSA-PSS with MGF1 hash {mgf_hash} != {hash_name} is not supported", code="algorithm")
-        if params["salt_length"].native != hash_algorithm.digest_size:
-            raise CmsSignatureError(
-                f"RSASSA-PSS salt length {params['salt_length'].native} != {hash_algorithm.digest_size} is not supported",
-                code="algorithm",
+        mgf_hash = hash_from_name(mgf["parameters"]["algorithm"].native)
+        salt = params["salt_length"].native
+        if mgf_hash is not hash_algorithm or salt != hash_algorithm.digest_size:
+            # RFC 4055 allows it and foreign signers do it (e.g. 20-byte salts); we never write it
+            findings.append(
+                info(
+                    "pss-parameters",
+                    f"RSASSA-PSS with MGF1-{mgf_hash.value} and salt {salt} (we write MGF1-{hash_name}, salt {hash_algorithm.digest_size})",
+                )
             )
-        return _SignatureScheme(KeyKind.RSA, hash_algorithm, RsaPadding.PSS), findings
+        return _SignatureScheme(KeyKind.RSA, hash_algorithm, RsaPadding.PSS, salt, mgf_hash), findings
     if family not in ("rsassa_pkcs1v15", "ecdsa"):
         raise CmsSignatureError(f"unsupported signature algorithm {family}", code="algorithm")
     kind = KeyKind.RSA if family == "rsassa_pkcs1v15" else KeyKind.EC
@@ -223,7 +229,14 @@ def verify_algorithm_signature(
         )
     try:
         verify_signature(
-            key, signature, data, scheme.hash_algorithm, ecdsa_format="der", rsa_padding=scheme.rsa_padding
+            key,
+            signature,
+            data,
+            scheme.hash_algorithm,
+            ecdsa_format="der",
+            rsa_padding=scheme.rsa_padding,
+            pss_salt_length=scheme.pss_salt_length,
+            pss_mgf_hash=scheme.pss_mgf_hash,
         )
         return findings
     except SignatureError as exc:

@@ -398,3 +398,42 @@ def test_cms_hash_algorithms_allowed() -> None:
             signing_time=T0,
             hash_algorithm=HashAlgorithm.SHA1,
         )
+
+
+def test_cms_foreign_pss_parameters_verified_with_info() -> None:
+    """Foreign RSASSA-PSS signatures with a 20-byte salt (RFC 4055 allows it) verify; the
+    deviation from what we write is reported as info."""
+    from asn1crypto import algos
+
+    p = pki()
+    der = build_signed_data(
+        content_type="1.2.840.113549.1.7.1",
+        content=b"foreign",
+        signer=p.rsa_ds.signer,
+        signer_certificate=p.rsa_ds.der,
+        signing_time=T0,
+        rsa_padding=RsaPadding.PSS,
+        certificates=[p.rsa_ds.der],
+    )
+    info = a_cms.ContentInfo.load(der)
+    si = info["content"]["signer_infos"][0]
+    to_sign = b"\x31" + si["signed_attrs"].dump()[1:]
+    signature = p.rsa_ds.signer.private_key.sign(
+        to_sign, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=20), hashes.SHA256()
+    )
+    si["signature"] = signature
+    si["signature_algorithm"] = algos.SignedDigestAlgorithm(
+        {
+            "algorithm": "rsassa_pss",
+            "parameters": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+                "salt_length": 20,
+            },
+        }
+    )
+    result = verify_signer(parse_signed_data(info.dump(force=True)))
+    assert [f.code for f in result.findings] == ["pss-parameters"]
+    si["signature"] = signature[:-1] + bytes([signature[-1] ^ 1])
+    with pytest.raises(CmsSignatureError):
+        verify_signer(parse_signed_data(info.dump(force=True)))
