@@ -11,7 +11,7 @@ from .deadlines import DeadlineRule, WorkingCalendar
 from .handlers import HandlerRegistry
 from .problems import install_problem_handlers
 from .routes import router
-from .services import Services
+from .services import Keyring, Services
 from .settings import Settings
 from .signed_documents import OrgPkiTrust
 from .store import Store
@@ -28,9 +28,12 @@ def create_app(
     trust: OrgPkiTrust | None = None,
     handlers: HandlerRegistry | None = None,
     store: Store | None = None,
+    keyring: Keyring | None = None,
 ) -> FastAPI:
     """Build the app.  `trust` is the government CA's root(s) and intermediates; without it
-    no signed document can be accepted.  `handlers` maps request types to Provider actions."""
+    no signed document can be accepted.  `handlers` maps request types to Provider actions.
+    `keyring` (the HSM key store) lets the service sign for organisations whose key it holds
+    (automatic countersigning); without it every countersignature comes from the client."""
     DeadlineRule.parse(settings.revocation_deadline)  # refuse a bad configuration at start
     services = Services(
         settings=settings,
@@ -43,6 +46,7 @@ def create_app(
             max_age=settings.signed_document_max_age,
         ),
         calendar=WorkingCalendar.with_extra(settings.extra_holidays, country=settings.holiday_country),
+        keyring=keyring,
     )
     app = FastAPI(
         title="icao-pki lifecycle management system",

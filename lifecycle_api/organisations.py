@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from icao_pki.policy import DocumentType
+from icao_pki.signature import load_spki
 
 from .auth import Caller
 from .credentials import hash_secret, new_token
@@ -59,12 +60,26 @@ def create_organisation(
 
 
 def register_certificate(
-    tx: StoreTx, services: Services, caller: Caller | None, organisation_id: int, der: bytes
+    tx: StoreTx, services: Services, caller: Caller | None, organisation_id: int, der: bytes,
+    hsm_label: str | None = None,
 ) -> OrganisationCertificate:
-    """Register an official-use certificate for an organisation: it must chain to the configured root now."""
+    """Register an official-use certificate for an organisation: it must chain to the configured root now.
+
+    With `hsm_label` the service's HSM holds the key (centralised signing): the key must
+    exist and match the certificate, or the registration is refused.
+    """
     org = tx.organisation(organisation_id)
     now = services.clock.now()
     cert = services.checker.check_organisation_certificate(der, now)
+    if hsm_label is not None:
+        if services.keyring is None:
+            raise InvalidInput("this service has no key store, so it cannot hold an organisation's key")
+        try:
+            held = load_spki(services.keyring.signer(hsm_label).public_key_info())
+        except Exception as exc:  # the key store's own errors: missing, destroyed, token unavailable
+            raise InvalidInput(f"key {hsm_label} cannot be used: {exc}") from None
+        if held != load_spki(cert.public_key.dump()):
+            raise InvalidInput(f"key {hsm_label} does not match the certificate's public key", hsm_label=hsm_label)
     row = tx.add_organisation_certificate(
         organisation_id=org.id,
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
@@ -75,13 +90,14 @@ def register_certificate(
         not_after=cert.not_valid_after,
         der=der,
         now=now,
+        hsm_label=hsm_label,
     )
     tx.append_audit(
         at=now,
         action="organisation.certificate_registered",
         entity_type="organisation",
         entity_id=org.id,
-        details={"fingerprint_sha256": row.fingerprint_sha256, "subject": row.subject},
+        details={"fingerprint_sha256": row.fingerprint_sha256, "subject": row.subject, "hsm_label": hsm_label},
         actor_organisation_id=caller.organisation_id if caller else None,
         actor_operator_id=caller.operator_id if caller else None,
     )

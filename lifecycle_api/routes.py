@@ -23,6 +23,7 @@ from .schemas import (
     NotificationPublic,
     OperatorCreate,
     OperatorCreated,
+    OrganisationCertificateIn,
     OrganisationCertificatePublic,
     OrganisationCreate,
     OrganisationPublic,
@@ -118,10 +119,10 @@ def get_organisation(organisation_id: int, caller: AnyCaller, services: Services
 
 @router.post("/organisations/{organisation_id}/certificates", status_code=status.HTTP_201_CREATED,
              tags=["organisations"], summary="Register an official-use certificate (Provider only)")
-def post_organisation_certificate(organisation_id: int, body: DerIn, caller: ProviderCaller,
+def post_organisation_certificate(organisation_id: int, body: OrganisationCertificateIn, caller: ProviderCaller,
                                   services: ServicesDep) -> OrganisationCertificatePublic:
     with services.store.transaction() as tx:
-        row = register_certificate(tx, services, caller, organisation_id, body.data())
+        row = register_certificate(tx, services, caller, organisation_id, body.data(), hsm_label=body.hsm_label)
         return OrganisationCertificatePublic.model_validate(row)
 
 

@@ -49,6 +49,12 @@ class DerIn(BaseModel):
         return _decode_b64(self.der)
 
 
+class OrganisationCertificateIn(DerIn):
+    hsm_label: str | None = Field(
+        None, description="PKCS#11 label when the service's HSM holds this organisation's key (centralised signing)"
+    )
+
+
 class OrganisationCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "name": "Cục Quản lý xuất nhập cảnh", "party_type": "agency", "country": "VN",
@@ -89,6 +95,7 @@ class OrganisationCertificatePublic(BaseModel):
     serial: str
     not_before: datetime
     not_after: datetime
+    hsm_label: str | None = None
 
 
 class OperatorCreate(BaseModel):

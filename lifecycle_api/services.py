@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from icao_pki.clock import Clock
+from icao_pki.signer import Signer
 
 from .deadlines import DeadlineRule, WorkingCalendar
 from .handlers import HandlerRegistry
 from .settings import Settings
 from .store import Store
 from .trust import SignatureChecker
+
+
+class Keyring(Protocol):
+    """Where the service finds keys it may sign with for an organisation (centralised signing,
+    letter 293).  `icao_pki.keystore.KeyStore` is one: ``signer(label)``."""
+
+    def signer(self, label: str) -> Signer: ...
 
 
 @dataclass
@@ -21,6 +30,7 @@ class Services:
     handlers: HandlerRegistry
     checker: SignatureChecker
     calendar: WorkingCalendar
+    keyring: Keyring | None = None
 
     @property
     def revocation_deadline(self) -> DeadlineRule:

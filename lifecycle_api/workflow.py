@@ -21,15 +21,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from icao_pki.policy import DocumentType, PolicyViolation
 
+from .audit import canonical_json
 from .auth import Caller
 from .errors import Forbidden, HandlerFailed, InvalidInput, LifecycleError, NotFound
 from .handlers import ActContext, RequestSnapshot
 from .services import Services
-from .signed_documents import VerifiedSignature
+from .signed_documents import SignedDocumentError, VerifiedSignature, build_signed_document
 from .store import PartyType, Request, RequestState, SignaturePurpose, Store, StoreTx
 
 
@@ -180,6 +182,58 @@ def submit_request(tx: StoreTx, services: Services, caller: Caller, document: by
     _notify(tx, services, _coyeu_ids(tx, req), "request.awaiting_countersignature", req)
     _audit(tx, services, caller, "request.submitted", req, content_sha256=verified.content_sha256,
            signing_time=verified.signing_time.isoformat())
+    return _auto_countersign(tx, services, req, verified.content_sha256)
+
+
+def _auto_skipped(tx: StoreTx, now: datetime, request_id: str, unit_id: int, reason: str) -> None:
+    tx.append_audit(at=now, action="request.auto_countersign_skipped", entity_type="request", entity_id=request_id,
+                    details={"reason": reason}, actor_organisation_id=unit_id)
+
+
+def _auto_countersign(tx: StoreTx, services: Services, req: Request, application_sha256: str) -> Request:
+    """A Cơ yếu unit whose policy is to countersign at once, with its key held by the service's HSM.
+
+    The countersignature is an ordinary signed document, checked by the same Art. 30–32
+    verification as one sent by a client.  If the key or the check fails, the request simply
+    waits in the unit's queue and the reason is audited: the Agency's valid submission stands.
+    """
+    if services.keyring is None or not req.ministry:
+        return req
+    for unit in tx.coyeu_units(req.ministry):
+        if not unit.auto_countersign:
+            continue
+        now = services.clock.now()
+
+        held = tx.centrally_held_certificate(unit.id, now)
+        if held is None or held.hsm_label is None:
+            _auto_skipped(tx, now, req.id, unit.id, "no valid certificate whose key the service holds")
+            continue
+        content = {"kind": "countersignature", "organisation_id": unit.id, "request_id": req.id,
+                   "application_sha256": application_sha256, "automatic": True}
+        try:
+            signer = services.keyring.signer(held.hsm_label)
+            document = build_signed_document(canonical_json(content), signer, held.der, now)
+        except Exception as exc:  # the HSM's own errors (token absent, key destroyed…): leave it queued
+            _auto_skipped(tx, now, req.id, unit.id, f"signing with {held.hsm_label} failed: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            verified = services.checker.verify(tx, document, unit.id, now)
+        except SignedDocumentError as exc:
+            _auto_skipped(tx, now, req.id, unit.id, f"{exc.reason}: {exc.message}")
+            continue
+        req = tx.transition_request(req.id, RequestState.SUBMITTED, RequestState.COUNTERSIGNED, now=now)
+        tx.add_request_signature(
+            request_id=req.id, organisation_id=unit.id, purpose=SignaturePurpose.COUNTERSIGNATURE,
+            cms_der=verified.cms_der, content_sha256=verified.content_sha256,
+            signer_fingerprint_sha256=verified.signer_fingerprint_sha256, signing_time=verified.signing_time, now=now,
+        )
+        _notify(tx, services, _provider_ids(tx) | {req.applicant_organisation_id, unit.id}, "request.countersigned",
+                req, {"automatic": True})
+        tx.append_audit(at=now, action="request.countersigned", entity_type="request", entity_id=req.id,
+                        details={"request_type": req.request_type, "state": req.state.value, "automatic": True,
+                                 "content_sha256": verified.content_sha256},
+                        actor_organisation_id=unit.id)
+        return req
     return req
 
 

@@ -153,8 +153,10 @@ class StoreTx:
         not_after: datetime,
         der: bytes,
         now: datetime,
+        hsm_label: str | None = None,
     ) -> OrganisationCertificate:
         row = OrganisationCertificate(
+            hsm_label=hsm_label,
             organisation_id=organisation_id,
             fingerprint_sha256=fingerprint_sha256,
             subject=subject,
@@ -180,6 +182,20 @@ class StoreTx:
             .where(OrganisationCertificate.organisation_id == organisation_id)
             .order_by(OrganisationCertificate.id)
         ).all()
+
+    def centrally_held_certificate(self, organisation_id: int, now: datetime) -> OrganisationCertificate | None:
+        """The newest certificate of the organisation, valid now, whose key the service's HSM holds."""
+        return self.session.scalars(
+            select(OrganisationCertificate)
+            .where(
+                OrganisationCertificate.organisation_id == organisation_id,
+                OrganisationCertificate.hsm_label.is_not(None),
+                OrganisationCertificate.not_before <= now,
+                OrganisationCertificate.not_after >= now,
+            )
+            .order_by(OrganisationCertificate.not_before.desc(), OrganisationCertificate.id.desc())
+            .limit(1)
+        ).first()
 
     # --- operators ------------------------------------------------------------------------
 

@@ -145,6 +145,9 @@ class OrganisationCertificate(Base):
     not_after: Mapped[datetime]
     der: Mapped[bytes] = mapped_column(LargeBinary)
     registered_at: Mapped[datetime]
+    #: set when the key is held by the service's HSM (centralised signing, letter 293): the
+    #: service may then sign for this organisation, e.g. auto-countersign for a Cơ yếu unit
+    hsm_label: Mapped[str | None] = mapped_column(String(100))
 
 
 class Operator(Base):
