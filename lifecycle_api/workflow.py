@@ -321,9 +321,7 @@ def act(tx: StoreTx, services: Services, caller: Caller, request_id: str) -> Req
     result = handler.act(ActContext(tx=tx, request=snapshot, now=now, caller=caller, policy=services.settings.policy))
     if not isinstance(result, dict):
         raise HandlerFailed(f"handler for {req.request_type} returned {type(result).__name__}, not a JSON object")
-    tx.set_request_result(req.id, result, now=now)
-    req = tx.request(req.id)
-    tx.session.refresh(req)
+    req = tx.set_request_result(req.id, result, now=now)
     _notify(tx, services, {req.applicant_organisation_id}, "request.completed", req, {"result": result})
     _notify(tx, services, _coyeu_ids(tx, req), "request.completed", req)
     _audit(tx, services, caller, "request.completed", req)

@@ -304,13 +304,16 @@ class StoreTx:
         self.session.refresh(req)
         return req
 
-    def set_request_result(self, request_id: str, result: dict[str, Any], *, now: datetime) -> None:
+    def set_request_result(self, request_id: str, result: dict[str, Any], *, now: datetime) -> Request:
         self.session.execute(
             update(Request)
             .where(Request.id == request_id)
             .values(result=result, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        req = self.request(request_id)
+        self.session.refresh(req)
+        return req
 
     def add_request_signature(
         self,
