@@ -24,6 +24,7 @@ app.command("serve")(serve)
 def _mount_optional() -> None:
     """Areas built in their own modules register here; each module owns its sub-app."""
     from cvc.cli import app as cvc_app
+    from lifecycle_api.cli import app as client_app
 
     from .cli_pa import ml_app, pa_app
     from .cli_x509 import app as x509_app
@@ -34,6 +35,7 @@ def _mount_optional() -> None:
     app.add_typer(crl_app, name="crl")
     app.add_typer(ml_app, name="ml")
     app.add_typer(pa_app, name="pa")
+    app.add_typer(client_app, name="client")
 
 
 _mount_optional()

@@ -34,7 +34,7 @@ def serve(
         keys = keystore.list_keys()
         upgrade(data_dir.database_url)
         settings = replace(Settings.from_environment(), database_url=data_dir.database_url, policy=policy_from_env())
-        app = create_app(settings)
+        app = create_app(settings, keyring=keystore)
     active = sum(1 for k in keys if k.state == "active")
     err.print(
         f"icao-pki: token {keystore.config.token_label!r} ({active} active key(s)), "
