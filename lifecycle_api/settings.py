@@ -15,7 +15,7 @@ from pathlib import Path
 
 from icao_pki.policy import DEFAULT_POLICY, Policy
 
-DEFAULT_DATABASE_URL = "sqlite:///var/lifecycle.db"
+DEFAULT_DATABASE_URL = "sqlite:///var/icao-pki.db"
 
 
 def database_url_from_environment() -> str:
