@@ -10,6 +10,8 @@ What each builder guarantees before it signs (TR-03110-3 C.1, TR-03139 §4, Decr
 * domain parameters: self-signed CVCA always, link by choice, DV and terminal never,
   requests always; DV and terminal keys must lie on the CVCA's curve;
 * issued rights are the requested rights AND the issuer's;
+* the certified key has a TR-03110-3 size: RSA modulus 1024/1280/1536/2048/3072 bits with
+  an exponent of at most 32 bits (A.7.3.2), EC curves of 160…512 bits (A.7.4.2);
 * every signature is verified after it is made, over the exact bytes returned.
 
 Each builder returns DER; parse it with `cvc.certificate.parse_cv` to inspect it.
@@ -41,12 +43,19 @@ from .certificate import (
 )
 from .chat import RIGHTS, Chat, ChatRole, TerminalType
 from .errors import CvcBuildError, CvcError, CvcPolicyViolation
-from .publickey import from_public_key
+from .publickey import from_public_key, key_size_problem
 from .reference import as_reference
 
 
 def _signer_key(signer: Signer) -> PublicKey:
     return load_spki(signer.public_key_info())
+
+
+def _require_key_size(key: PublicKey, holder: str) -> None:
+    """Refuse to certify (or request) a key of a size TR-03110-3 A.7.3.2/A.7.4.2 excludes."""
+    problem = key_size_problem(key)
+    if problem is not None:
+        raise CvcBuildError(f"{holder}: {problem}")
 
 
 def _sign(signer: Signer, algorithm: TaAlgorithm, data: bytes) -> bytes:
@@ -137,7 +146,9 @@ def build_cvca_certificate(
     _check_dates(effective_date, expiration_date)
     _check_policy(policy, Role.CVCA, document_type, Window(effective_date, expiration_date), None)
     alg = algorithm_for_signer(signer, algorithm)
-    key = from_public_key(_signer_key(signer), alg, domain_parameters=True)
+    own = _signer_key(signer)
+    _require_key_size(own, chr)
+    key = from_public_key(own, alg, domain_parameters=True)
     chat = _chat(TerminalType(terminal_type), ChatRole.CVCA, rights, None)
     body = encode_certificate_body(
         car=chr,
@@ -184,6 +195,7 @@ def build_cvca_link_certificate(
             f"{old_certificate.effective_date} – {old_certificate.expiration_date}"
         )
     _check_policy(policy, Role.CVCA, document_type, new.validity, None)
+    _require_key_size(new.public_key.public_key(), new.chr)
     key = new.public_key
     if not include_domain_parameters and key.kind is KeyKind.EC:
         key = from_public_key(key.public_key(), key.algorithm, domain_parameters=False)
@@ -219,6 +231,7 @@ def _checked_request(request: CvRequest | AuthenticatedRequest | bytes, issuer: 
         raise CvcBuildError(
             f"request key is on {key.curve.name if key.curve else '?'} but keys under this CVCA inherit {curve.name}"
         )
+    _require_key_size(key.public_key(), f"request {inner.chr}")
     if inner.car is not None and inner.car != issuer.chr:
         raise CvcBuildError(f"request {inner.chr} names CAR {inner.car}, not the issuer {issuer.chr}")
     if inner.chr == issuer.chr:
@@ -347,7 +360,9 @@ def build_request(
     signature made with the requested key itself.  `car` names the wanted issuer
     (mandatory for DV requests under TR-03139)."""
     alg = algorithm_for_signer(signer, algorithm)
-    key = from_public_key(_signer_key(signer), alg, domain_parameters=True)
+    own = _signer_key(signer)
+    _require_key_size(own, chr)
+    key = from_public_key(own, alg, domain_parameters=True)
     body = encode_request_body(
         car=as_reference(car) if car is not None else None,
         public_key=key,

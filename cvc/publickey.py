@@ -23,6 +23,13 @@ from .oid import decode_oid, encode_oid
 TAG_PUBLIC_KEY = 0x7F49
 TAG_OID = 0x06
 
+#: TR-03110-3 A.7.3.2: the RSA modulus sizes a terminal key may have, in bits
+RSA_MODULUS_BITS = frozenset({1024, 1280, 1536, 2048, 3072})
+#: TR-03110-3 A.7.3.2: the public exponent is at most 32 bits long
+RSA_MAX_EXPONENT_BITS = 32
+#: TR-03110-3 A.7.4.2: ECDSA curve sizes (bit length of the prime p), inclusive
+EC_BITS_RANGE = (160, 512)
+
 
 @dataclass(frozen=True)
 class CvEcPublicKey:
@@ -69,6 +76,29 @@ class CvRsaPublicKey:
 
 
 CvPublicKey = CvEcPublicKey | CvRsaPublicKey
+
+
+def key_size_problem(key: PublicKey) -> str | None:
+    """Why `key` is outside TR-03110-3's key sizes (A.7.3.2 RSA, A.7.4.2 ECDSA), or None.
+
+    Why a separate check and not a decode error: parsing stays tolerant (a foreign
+    certificate with an odd size must still be shown), builders refuse such a key and
+    validators report it, because a chip is only required to handle these sizes.
+    """
+    if isinstance(key, RsaPublicKey):
+        bits = key.n.bit_length()
+        if bits not in RSA_MODULUS_BITS:
+            allowed = "/".join(str(b) for b in sorted(RSA_MODULUS_BITS))
+            return f"RSA modulus of {bits} bits is not one of {allowed} bits (TR-03110-3 A.7.3.2)"
+        if key.e.bit_length() > RSA_MAX_EXPONENT_BITS:
+            return (
+                f"RSA public exponent of {key.e.bit_length()} bits exceeds {RSA_MAX_EXPONENT_BITS} bits (TR-03110-3 A.7.3.2)"
+            )
+        return None
+    low, high = EC_BITS_RANGE
+    if not low <= key.curve.bits <= high:
+        return f"EC key on {key.curve.name} ({key.curve.bits} bits) is outside {low}…{high} bits (TR-03110-3 A.7.4.2)"
+    return None
 
 
 def from_public_key(

@@ -22,6 +22,10 @@ a foreign DV never move the date.
 **Issuer-side** — `check_chain_at` / `verify_chain_at`: every current certificate valid at
 T (the expiration day counts in full), children inside their issuer's validity, rights
 narrowed, domain parameters only where allowed, order and CARs as above.
+
+Both report keys outside TR-03110-3's sizes (RSA modulus 1024/1280/1536/2048/3072 bits,
+exponent ≤ 32 bits, A.7.3.2; EC curves 160…512 bits, A.7.4.2) with reason `key_size`: the
+chip rejects such a certificate (or trust point), the issuer-side check lists it.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 
 from icao_pki.curves import Curve
-from icao_pki.signature import EcPublicKey, PublicKey, RsaPublicKey
+from icao_pki.signature import EcPublicKey, PublicKey
 from icao_pki.signer import KeyKind
 
 from .algorithms import TaAlgorithm
 from .certificate import AuthenticatedRequest, CvCertificate, CvRequest
 from .chat import Chat, ChatRole, effective_authorization
 from .errors import CvcValidationError
+from .publickey import key_size_problem
 
 #: a chip keeps at most this many trust points per application (TR-03110-3 A.7.2)
 MAX_TRUST_POINTS = 2
@@ -68,6 +73,12 @@ def _import(cert: CvCertificate, inherited: Curve | None) -> ImportedKey:
     return ImportedKey(cert.chr, key, cert.public_key.algorithm, cert.chat, cert.role, cert.effective_date, cert.expiration_date)
 
 
+def _check_key_size(key: ImportedKey) -> None:
+    problem = key_size_problem(key.public_key)
+    if problem is not None:
+        raise CvcValidationError("key_size", problem, chr=key.chr)
+
+
 def trust_point(cvca: CvCertificate, *, verify: bool = True) -> ImportedKey:
     """A trust point from a self-signed CVCA certificate (which must carry domain parameters)."""
     if cvca.role is not ChatRole.CVCA:
@@ -77,6 +88,7 @@ def trust_point(cvca: CvCertificate, *, verify: bool = True) -> ImportedKey:
     if not cvca.is_self_signed:
         raise CvcValidationError("not_self_signed", "a trust point must be a self-signed CVCA certificate", chr=cvca.chr)
     imported = _import(cvca, None)
+    _check_key_size(imported)
     if verify:
         cvca.verify_signature(imported.public_key, imported.algorithm)
     return imported
@@ -149,6 +161,7 @@ def verify_chain_as_chip(state: ChipState, certificates: Sequence[CvCertificate]
             raise CvcValidationError("order", "a terminal key cannot certify anything", chr=cert.chr)
         cert.verify_signature(issuer.public_key, issuer.algorithm)
         key = _import(cert, anchor.curve)
+        _check_key_size(key)
         if role is ChatRole.CVCA:
             # expired CVCA link certificates MUST be accepted
             if current < cert.effective_date:
@@ -269,8 +282,9 @@ def check_chain_at(trust: CvCertificate, chain: Sequence[CvCertificate], at: dat
             chats.append(cert.chat)
             if role is ChatRole.TERMINAL:
                 terminal = key
-        if isinstance(key.public_key, RsaPublicKey) and key.public_key.e.bit_length() > 32:
-            add("rsa_key", cert, "RSA public exponent longer than 32 bits")
+        problem = key_size_problem(key.public_key)
+        if problem is not None:
+            add("key_size", cert, problem)
         issuer, issuer_cert = key, cert
     auth = effective_authorization(chats) if terminal is not None else None
     return ChainReport(tuple(findings), terminal, auth)
@@ -325,6 +339,9 @@ def verify_request(
     inner = request.request if isinstance(request, AuthenticatedRequest) else request
     if inner.public_key.kind is KeyKind.EC and not inner.public_key.has_domain_parameters:
         raise CvcValidationError("domain_parameters", "a request must carry the domain parameters", chr=inner.chr)
+    problem = key_size_problem(inner.public_key.public_key())
+    if problem is not None:
+        raise CvcValidationError("key_size", problem, chr=inner.chr)
     inner.verify_inner_signature()
     if isinstance(request, AuthenticatedRequest) and outer_key is not None:
         if outer_algorithm is None:
