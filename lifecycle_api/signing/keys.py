@@ -1,0 +1,199 @@
+"""The DS-key queries of the signing service, rollover and destruction decisions.
+
+Written against the store's models (SQLAlchemy Core/ORM) so that the store stays the only
+code that writes SQL shapes; every state change here is a compare-and-set ``UPDATE … WHERE``
+whose "0 rows" is a typed answer, never a read-modify-write in Python.
+
+Which DS key signs: the *current* key of a document type is the active DS key whose usage
+window contains `now`, which has budget left and an active DS certificate, the OLDEST first
+(smallest ``usage_not_before``, then id).  Using the oldest key first means a successor
+issued ahead of time waits until its predecessor is exhausted or its window ends; the
+switch is then a matter of the predecessor's reservation failing (CAS), never of a flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from icao_pki.policy import DocumentType, Role
+
+from ..store import Certificate, CertificateStatus, Key, KeyState, StoreTx
+
+
+@dataclass(frozen=True)
+class DsKeyView:
+    """A detached snapshot of a DS key with the certificate it signs under."""
+
+    key_id: int
+    hsm_label: str
+    document_type: DocumentType
+    state: KeyState
+    usage_not_before: datetime | None
+    usage_not_after: datetime | None
+    max_signatures: int | None
+    signatures_used: int
+    signatures_reserved: int
+    certificate_id: int | None
+    certificate_der: bytes | None
+
+    @property
+    def remaining(self) -> int | None:
+        if self.max_signatures is None:
+            return None
+        return self.max_signatures - self.signatures_used - self.signatures_reserved
+
+
+def _view(key: Key, cert: Certificate | None) -> DsKeyView:
+    return DsKeyView(
+        key_id=key.id,
+        hsm_label=key.hsm_label,
+        document_type=key.document_type,
+        state=key.state,
+        usage_not_before=key.usage_not_before,
+        usage_not_after=key.usage_not_after,
+        max_signatures=key.max_signatures,
+        signatures_used=key.signatures_used,
+        signatures_reserved=key.signatures_reserved,
+        certificate_id=None if cert is None else cert.id,
+        certificate_der=None if cert is None else cert.der,
+    )
+
+
+def _latest_ds_certificate(session: Session, key_id: int) -> Certificate | None:
+    return session.scalars(
+        select(Certificate)
+        .where(Certificate.key_id == key_id, Certificate.role == Role.DS, Certificate.status == CertificateStatus.ACTIVE)
+        .order_by(Certificate.not_before.desc(), Certificate.id.desc())
+        .limit(1)
+    ).first()
+
+
+def signing_candidates(tx: StoreTx, document_type: DocumentType, now: datetime, limit: int = 4) -> list[DsKeyView]:
+    """Active DS keys of `document_type` usable at `now`, oldest first, each with its certificate.
+
+    Keys with no budget left are skipped in SQL; a key without an active DS certificate is
+    skipped here (it cannot be named in a SOD)."""
+    session = tx.session
+    keys = session.scalars(
+        select(Key)
+        .where(
+            Key.role == Role.DS,
+            Key.document_type == DocumentType(document_type),
+            Key.state == KeyState.ACTIVE,
+            Key.usage_not_before <= now,
+            Key.usage_not_after > now,
+            Key.max_signatures.is_not(None),
+            Key.signatures_used + Key.signatures_reserved < Key.max_signatures,
+        )
+        .order_by(Key.usage_not_before, Key.id)
+        .limit(limit)
+    ).all()
+    out = []
+    for key in keys:
+        session.refresh(key)
+        cert = _latest_ds_certificate(session, key.id)
+        if cert is not None:
+            out.append(_view(key, cert))
+    return out
+
+
+def ds_key(tx: StoreTx, key_id: int) -> DsKeyView:
+    key = tx.key(key_id)
+    return _view(key, _latest_ds_certificate(tx.session, key_id))
+
+
+def ds_keys(tx: StoreTx, document_type: DocumentType | None = None) -> list[DsKeyView]:
+    """Every DS key (any state), for reports: signed and reserved-but-unused per key."""
+    query = select(Key).where(Key.role == Role.DS).order_by(Key.id)
+    if document_type is not None:
+        query = query.where(Key.document_type == DocumentType(document_type))
+    return [_view(k, _latest_ds_certificate(tx.session, k.id)) for k in tx.session.scalars(query).all()]
+
+
+def retire_if_spent(tx: StoreTx, key_id: int) -> bool:
+    """ACTIVE → RETIRED once nothing more can be reserved (used + reserved = max); CAS."""
+    result = tx.session.execute(
+        update(Key)
+        .where(
+            Key.id == key_id,
+            Key.state == KeyState.ACTIVE,
+            Key.max_signatures.is_not(None),
+            Key.signatures_used + Key.signatures_reserved >= Key.max_signatures,
+        )
+        .values(state=KeyState.RETIRED)
+    )
+    return result.rowcount == 1
+
+
+def retire_if_window_over(tx: StoreTx, key_id: int, now: datetime) -> bool:
+    """ACTIVE → RETIRED once the usage window has ended; CAS."""
+    result = tx.session.execute(
+        update(Key)
+        .where(Key.id == key_id, Key.state == KeyState.ACTIVE, Key.usage_not_after <= now)
+        .values(state=KeyState.RETIRED)
+    )
+    return result.rowcount == 1
+
+
+def expired_active_ds_keys(tx: StoreTx, now: datetime) -> Sequence[Key]:
+    return tx.session.scalars(
+        select(Key).where(Key.role == Role.DS, Key.state == KeyState.ACTIVE, Key.usage_not_after <= now).order_by(Key.id)
+    ).all()
+
+
+def destroyable_ds_keys(tx: StoreTx, now: datetime) -> Sequence[Key]:
+    """Retired DS keys whose usage window is over: nobody can sign with them any more."""
+    return tx.session.scalars(
+        select(Key)
+        .where(
+            Key.role == Role.DS,
+            Key.state == KeyState.RETIRED,
+            or_(Key.usage_not_after.is_(None), Key.usage_not_after <= now),
+        )
+        .order_by(Key.id)
+    ).all()
+
+
+def rollover_candidates(tx: StoreTx, now: datetime, count_fraction: float, window_lead: datetime) -> Sequence[Key]:
+    """Active DS keys past a threshold: used+reserved ≥ fraction × max, or the window ends before `window_lead`.
+
+    `window_lead` is ``now + lead time``.  The fraction is applied in SQL (``used + reserved
+    >= max * fraction``) so the cost grows with the due keys, not with the table."""
+    return tx.session.scalars(
+        select(Key)
+        .where(
+            Key.role == Role.DS,
+            Key.state == KeyState.ACTIVE,
+            or_(
+                and_(
+                    Key.max_signatures.is_not(None),
+                    (Key.signatures_used + Key.signatures_reserved) * 1.0 >= Key.max_signatures * count_fraction,
+                ),
+                Key.usage_not_after <= window_lead,
+            ),
+        )
+        .order_by(Key.id)
+    ).all()
+
+
+def successors_of(tx: StoreTx, key: Key) -> Sequence[Key]:
+    """DS keys of the same document type that can take over from `key`: generated (certificate
+    pending) or active with a usage window ending later."""
+    later = Key.state == KeyState.ACTIVE
+    if key.usage_not_after is not None:
+        later = and_(later, Key.usage_not_after > key.usage_not_after)
+    return tx.session.scalars(
+        select(Key)
+        .where(
+            Key.role == Role.DS,
+            Key.document_type == key.document_type,
+            Key.id != key.id,
+            or_(Key.state == KeyState.GENERATED, later),
+        )
+        .order_by(Key.id)
+    ).all()

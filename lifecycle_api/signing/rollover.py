@@ -1,0 +1,185 @@
+"""Forced DS rollover and retired-key destruction: the *decide* part, from the database only.
+
+`due_rollovers` answers "which DS keys need a successor now?": an active DS key whose
+used + reserved signatures reached the count threshold (default 90 % of its budget) or
+whose usage window ends within the lead time (default 14 days), whichever comes first,
+and for which no successor exists (a generated key awaiting its certificate, an active
+key whose window ends later, or a successor request still open).  A document type whose
+DS keys can no longer sign at all and that has no successor is due as well.
+
+`perform_rollovers` asks a `SuccessorRequester` for each due document type (one per run)
+and audits it; running it twice asks once.  `destroy_retired` removes retired keys from
+the HSM after their usage window (their certificates stay published), with an audit record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import select
+
+from icao_pki.clock import Clock
+from icao_pki.keystore import KeyNotFound
+from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, Role
+
+from ..store import Key, KeyState, Store, StoreTx
+from . import keys as keyq
+
+
+@dataclass(frozen=True)
+class RolloverThresholds:
+    """Configurable; defaults from issue 5: 90 % of the count or 14 days before the window ends."""
+
+    count_fraction: float = 0.9
+    window_lead: timedelta = timedelta(days=14)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.count_fraction <= 1:
+            raise ValueError("count_fraction must be in (0, 1]")
+        if self.window_lead < timedelta(0):
+            raise ValueError("window_lead must not be negative")
+
+
+@dataclass(frozen=True)
+class RolloverDue:
+    document_type: DocumentType
+    key_id: int | None
+    hsm_label: str | None
+    reason: str  # "count" | "window" | "no_active_key"
+    used: int = 0
+    reserved: int = 0
+    max_signatures: int | None = None
+    usage_not_after: datetime | None = None
+
+
+class SuccessorRequester(Protocol):
+    """Creates the successor DS key and its certificate request (Agency → Cơ yếu → Provider)."""
+
+    def successor_pending(self, tx: StoreTx, document_type: DocumentType) -> bool:
+        """True while a successor request of this document type is open (no key row yet)."""
+        ...
+
+    def request_successor(self, document_type: DocumentType, predecessor_key_id: int, now: datetime) -> str:
+        """Start the successor's issuance; returns a reference (request id or key)."""
+        ...
+
+
+def _reason(key: Key, now: datetime, thresholds: RolloverThresholds) -> str:
+    if key.usage_not_after is not None and key.usage_not_after <= now + thresholds.window_lead:
+        return "window"
+    return "count"
+
+
+def due_rollovers(
+    store: Store,
+    clock: Clock,
+    policy: Policy = DEFAULT_POLICY,
+    thresholds: RolloverThresholds = RolloverThresholds(),
+    requester: SuccessorRequester | None = None,
+) -> list[RolloverDue]:
+    """The DS rollovers due now, at most one per document type."""
+    now = clock.now()
+    due: dict[DocumentType, RolloverDue] = {}
+    with store.transaction() as tx:
+        for key in keyq.rollover_candidates(tx, now, thresholds.count_fraction, now + thresholds.window_lead):
+            if key.document_type in due or keyq.successors_of(tx, key):
+                continue
+            if requester is not None and requester.successor_pending(tx, key.document_type):
+                continue
+            due[key.document_type] = RolloverDue(
+                key.document_type, key.id, key.hsm_label, _reason(key, now, thresholds), key.signatures_used,
+                key.signatures_reserved, key.max_signatures, key.usage_not_after,
+            )  # fmt: skip
+        # document types that had DS keys but none can sign and none is coming: signing has stopped
+        for doc in tx.session.scalars(select(Key.document_type).where(Key.role == Role.DS).distinct()).all():
+            if doc in due or keyq.signing_candidates(tx, doc, now, limit=1):
+                continue
+            generated = tx.session.scalars(
+                select(Key.id).where(Key.role == Role.DS, Key.document_type == doc, Key.state == KeyState.GENERATED)
+            ).first()
+            if generated is None and not (requester is not None and requester.successor_pending(tx, doc)):
+                due[doc] = RolloverDue(doc, None, None, "no_active_key")
+    return sorted(due.values(), key=lambda d: d.document_type.value)
+
+
+@dataclass(frozen=True)
+class RolloverAction:
+    due: RolloverDue
+    reference: str
+
+
+def perform_rollovers(
+    store: Store,
+    clock: Clock,
+    requester: SuccessorRequester,
+    policy: Policy = DEFAULT_POLICY,
+    thresholds: RolloverThresholds = RolloverThresholds(),
+) -> list[RolloverAction]:
+    """Ask for each due successor once and audit it (idempotent: a successor ends the 'due')."""
+    actions = []
+    for item in due_rollovers(store, clock, policy, thresholds, requester):
+        now = clock.now()
+        reference = requester.request_successor(item.document_type, item.key_id or 0, now)
+        with store.transaction() as tx:
+            tx.append_audit(
+                at=now, action="ds.rollover_requested", entity_type="key", entity_id=item.key_id or 0,
+                details={"document_type": item.document_type.value, "reason": item.reason, "used": item.used,
+                         "reserved": item.reserved, "max": item.max_signatures, "successor": reference,
+                         "article": policy.limit(item.document_type, Role.DS).article},
+            )  # fmt: skip
+        actions.append(RolloverAction(item, reference))
+    return actions
+
+
+def retire_expired(store: Store, clock: Clock) -> list[int]:
+    """ACTIVE DS keys whose usage window is over → RETIRED (CAS), audited."""
+    now = clock.now()
+    retired = []
+    with store.transaction() as tx:
+        for key in keyq.expired_active_ds_keys(tx, now):
+            if keyq.retire_if_window_over(tx, key.id, now):
+                tx.append_audit(at=now, action="ds_key.retired", entity_type="key", entity_id=key.id,
+                                details={"reason": "usage window over", "label": key.hsm_label})
+                retired.append(key.id)
+    return retired
+
+
+class KeyDestroyer(Protocol):
+    def destroy(self, label: str, *, reason: str) -> object: ...
+
+
+def due_destructions(store: Store, clock: Clock) -> list[tuple[int, str]]:
+    with store.transaction() as tx:
+        return [(k.id, k.hsm_label) for k in keyq.destroyable_ds_keys(tx, clock.now())]
+
+
+def destroy_retired(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[str]:
+    """Destroy retired DS keys after their window; certificates stay published.  Idempotent:
+    a key already gone from the HSM (crash between the HSM and the database) is recorded."""
+    retire_expired(store, clock)
+    destroyed = []
+    for key_id, label in due_destructions(store, clock):
+        now = clock.now()
+        try:
+            keystore.destroy(label, reason="DS key retired: usage window over (Art. 23.1b / 26.1b)")
+            outcome = "destroyed"
+        except KeyNotFound:
+            outcome = "already absent from the HSM"
+        with store.transaction() as tx:
+            row = tx.key(key_id)
+            tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
+            tx.append_audit(
+                at=now, action="ds_key.destroyed", entity_type="key", entity_id=key_id,
+                details={"label": label, "outcome": outcome, "signed": row.signatures_used,
+                         "reserved_unused": row.signatures_reserved},
+            )  # fmt: skip
+        destroyed.append(label)
+    return destroyed
+
+
+def document_types_with_ds_keys(store: Store) -> Sequence[DocumentType]:
+    with store.transaction() as tx:
+        return tx.session.scalars(select(Key.document_type).where(Key.role == Role.DS).distinct()).all()

@@ -1,0 +1,342 @@
+"""The DS signing service: the only code that signs EF.SODs, and it never signs past a limit.
+
+Boulder's split: this is the *sign* part.  It takes orders (data groups or their hashes),
+picks the current DS key of the document type (`keys.signing_candidates`), and for every
+signature:
+
+1. holds a **reservation** for it — taken in blocks with the store's compare-and-set
+   ``UPDATE keys SET reserved = reserved + n WHERE used + reserved + n <= max`` — so two
+   processes, threads or API instances can never together pass the key's budget
+   (Art. 23.1b / 26.1b: 100,000 documents);
+2. re-checks the key's usage window (its PrivateKeyUsagePeriod, at most 3 months) with the
+   injected clock (`Policy.check_key_usage_at`);
+3. builds the EF.SOD with `icao_pki.sod.build_sod` (which verifies the signature it made);
+4. **settles** the signatures it made (``reserved -= k, used += k``) in one transaction
+   BEFORE any SOD of the call is returned.
+
+So `signatures_used` counts exactly the SODs that left the service; a crash between
+signing and settling leaves those slots in `signatures_reserved` ("reserved but unused"),
+wasted, never exceeding.  Unused slots of a block are given back by `close()`.
+
+When the current key cannot reserve any more (budget spent) or its window has ended, the
+next candidate (the successor issued by the rollover) is taken in the same call: the
+switch is the CAS failing, so it is atomic across instances.  With no candidate the call
+is refused with `NoSigningKey` naming the article, and an alert (audit + notification to
+the Agency and the Provider) is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from icao_pki.certificate import parse_certificate
+from icao_pki.clock import Clock
+from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, PolicyViolation, Role, Window
+from icao_pki.signer import HashAlgorithm, RsaPadding, Signer
+from icao_pki.sod import LdsVersion, SodBuildError, build_lds_security_object, build_sod, hash_data_groups
+
+from ..errors import CounterExhausted, InvalidInput, StaleState
+from ..store import PartyType, Store, StoreTx
+from . import keys as keyq
+from .keys import DsKeyView
+
+log = logging.getLogger(__name__)
+
+
+class SigningKeyStore(Protocol):
+    """What the service needs of the HSM key store (`icao_pki.keystore.KeyStore` is one)."""
+
+    def signer(self, label: str) -> Signer: ...
+
+
+class NoSigningKey(CounterExhausted):
+    """No DS key of the document type may sign now: budget spent or window over, no successor."""
+
+    kind = "no-signing-key"
+
+
+class InvalidSodInput(InvalidInput):
+    """The data groups or hashes cannot make an LDSSecurityObject (nothing was reserved or signed)."""
+
+    kind = "invalid-sod-input"
+
+
+@dataclass(frozen=True)
+class SodInput:
+    """One document: complete DG TLVs, or their hashes (computed with the service's hash algorithm)."""
+
+    data_groups: Mapping[int, bytes] | None = None
+    dg_hashes: Mapping[int, bytes] | None = None
+    lds_version: LdsVersion | None = None
+
+
+@dataclass(frozen=True)
+class SignedSod:
+    sod: bytes
+    key_id: int
+    key_label: str
+    certificate_id: int
+    signed_at: datetime
+
+
+@dataclass
+class _Lease:
+    """Reserved-but-unused slots this instance holds on one key, with the key's signer."""
+
+    key: DsKeyView
+    signer: Signer
+    certificate: bytes
+    window: Window
+    reserved: int = 0
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """Exact per-key report: `signed` SODs handed out, `reserved_unused` slots held or wasted by crashes."""
+
+    key_id: int
+    hsm_label: str
+    document_type: str
+    state: str
+    signed: int
+    reserved_unused: int
+    max_signatures: int | None
+    usage_not_before: datetime | None
+    usage_not_after: datetime | None
+
+    @property
+    def within_limit(self) -> bool:
+        return self.max_signatures is None or self.signed + self.reserved_unused <= self.max_signatures
+
+
+def usage_report(store: Store, document_type: DocumentType | None = None) -> list[KeyUsage]:
+    with store.transaction() as tx:
+        return [
+            KeyUsage(
+                key_id=k.key_id,
+                hsm_label=k.hsm_label,
+                document_type=k.document_type.value,
+                state=k.state.value,
+                signed=k.signatures_used,
+                reserved_unused=k.signatures_reserved,
+                max_signatures=k.max_signatures,
+                usage_not_before=k.usage_not_before,
+                usage_not_after=k.usage_not_after,
+            )
+            for k in keyq.ds_keys(tx, document_type)
+        ]
+
+
+def ds_article(policy: Policy, document_type: DocumentType) -> str:
+    return policy.limit(document_type, Role.DS).article
+
+
+def alert_no_signing_key(tx: StoreTx, *, document_type: DocumentType, now: datetime, article: str, detail: str) -> None:
+    """Audit entry + notification to the Agency serving the document type and to the Provider."""
+    tx.append_audit(
+        at=now, action="ds.signing_refused", entity_type="document_type", entity_id=document_type.value,
+        details={"article": article, "detail": detail},
+    )  # fmt: skip
+    for org in tx.organisations():
+        serves = document_type.value in (org.document_types or [])
+        if org.party_type is PartyType.PROVIDER or (org.party_type is PartyType.AGENCY and serves):
+            tx.enqueue_notification(
+                organisation_id=org.id, event="ds.signing_refused",
+                payload={"document_type": document_type.value, "article": article, "detail": detail}, now=now,
+            )  # fmt: skip
+
+
+@dataclass
+class DsSigningService:
+    """In-process DS signing.  One instance per process; thread-safe (signatures are serialised
+    per instance, as the PKCS#11 session is).  Call `close()` to give back unused slots."""
+
+    store: Store
+    keystore: SigningKeyStore
+    clock: Clock
+    policy: Policy = DEFAULT_POLICY
+    block_size: int = 64
+    hash_algorithm: HashAlgorithm = HashAlgorithm.SHA256
+    rsa_padding: RsaPadding = RsaPadding.PKCS1V15
+    alert_interval: timedelta = timedelta(hours=1)
+    _leases: dict[DocumentType, _Lease] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _last_alert: dict[DocumentType, datetime] = field(default_factory=dict, init=False, repr=False)
+
+    # --- public API -------------------------------------------------------------------------
+
+    def sign_sod(
+        self,
+        document_type: DocumentType | str,
+        data_groups: Mapping[int, bytes] | None = None,
+        *,
+        dg_hashes: Mapping[int, bytes] | None = None,
+        lds_version: LdsVersion | None = None,
+    ) -> SignedSod:
+        return self.sign_batch(document_type, [SodInput(data_groups, dg_hashes, lds_version)])[0]
+
+    def sign_batch(self, document_type: DocumentType | str, items: Sequence[SodInput]) -> list[SignedSod]:
+        """Sign a personalisation line's batch; all SODs are counted before any is returned.
+
+        If the budget runs out mid-batch with no successor, the SODs already made are
+        settled (counted) and `NoSigningKey` is raised; the caller may retry the rest."""
+        doc = DocumentType(document_type)
+        prepared = [self._prepare(item) for item in items]
+        results: list[SignedSod] = []
+        with self._lock:
+            made: dict[int, int] = {}
+            try:
+                for hashes, lds_version in prepared:
+                    lease, now = self._usable_lease(doc, len(prepared) - len(results))
+                    lease.reserved -= 1
+                    # counted as used from here: a signature the HSM made is a signature, even
+                    # if the SOD then fails its own verification
+                    made[lease.key.key_id] = made.get(lease.key.key_id, 0) + 1
+                    sod = build_sod(
+                        dg_hashes=hashes, ds_signer=lease.signer, ds_certificate=lease.certificate,
+                        signing_time=now, hash_algorithm=self.hash_algorithm, lds_version=lds_version,
+                        rsa_padding=self.rsa_padding,
+                    )  # fmt: skip
+                    results.append(
+                        SignedSod(sod, lease.key.key_id, lease.key.hsm_label, lease.key.certificate_id or 0, now)
+                    )
+            finally:
+                if made:
+                    with self.store.transaction() as tx:
+                        for key_id, count in made.items():
+                            tx.settle_signatures(key_id, used=count)
+        return results
+
+    def close(self) -> None:
+        """Give back the reserved slots this instance did not use."""
+        with self._lock:
+            for doc in list(self._leases):
+                self._release(doc)
+
+    def held_reservations(self) -> dict[str, int]:
+        return {lease.key.hsm_label: lease.reserved for lease in self._leases.values()}
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _prepare(self, item: SodInput) -> tuple[dict[int, bytes], LdsVersion | None]:
+        try:
+            if (item.data_groups is None) == (item.dg_hashes is None):
+                raise SodBuildError("give either data_groups or dg_hashes")
+            hashes = (
+                hash_data_groups(item.data_groups, self.hash_algorithm)
+                if item.data_groups is not None
+                else {int(k): bytes(v) for k, v in (item.dg_hashes or {}).items()}
+            )
+            build_lds_security_object(hashes, self.hash_algorithm, item.lds_version)
+        except SodBuildError as exc:
+            raise InvalidSodInput(str(exc)) from None
+        return hashes, item.lds_version
+
+    def _usable_lease(self, doc: DocumentType, need: int) -> tuple[_Lease, datetime]:
+        """A lease with at least one reserved slot on a key whose usage window holds now."""
+        for _ in range(16):
+            lease = self._leases.get(doc)
+            now = self.clock.now()
+            if lease is not None:
+                try:
+                    self.policy.check_key_usage_at(doc, Role.DS, lease.window, now)
+                except PolicyViolation:
+                    self._release(doc, retire_window_at=now)
+                    continue
+                if lease.reserved > 0:
+                    return lease, now
+                if self._reserve(lease, need) > 0:
+                    return lease, now
+                self._release(doc, retire_spent=True)
+                continue
+            self._leases[doc] = self._new_lease(doc, now, need)
+        raise StaleState(f"could not hold a {doc.value} DS key reservation after repeated contention")
+
+    def _new_lease(self, doc: DocumentType, now: datetime, need: int) -> _Lease:
+        with self.store.transaction() as tx:
+            candidates = keyq.signing_candidates(tx, doc, now)
+        for view in candidates:
+            assert view.certificate_der is not None and view.usage_not_before and view.usage_not_after
+            window = Window(view.usage_not_before, view.usage_not_after)
+            pkup = parse_certificate(view.certificate_der).private_key_usage_period
+            if pkup is not None:  # the tighter of the database and the certificate
+                window = Window(max(window.start, pkup.start), min(window.end, pkup.end))
+            try:
+                self.policy.check_key_usage_at(doc, Role.DS, window, now)
+            except PolicyViolation:
+                continue
+            lease = _Lease(view, self.keystore.signer(view.hsm_label), view.certificate_der, window)
+            if self._reserve(lease, need) > 0:
+                return lease
+            with self.store.transaction() as tx:
+                if keyq.retire_if_spent(tx, view.key_id):
+                    tx.append_audit(at=now, action="ds_key.retired", entity_type="key", entity_id=view.key_id,
+                                    details={"reason": "signature budget spent", "label": view.hsm_label})
+        self._refuse(doc, now)
+        raise AssertionError("unreachable")
+
+    def _reserve(self, lease: _Lease, need: int) -> int:
+        """Reserve up to max(need, block) slots on the lease's key; fewer if that is all that is left."""
+        want = max(need, self.block_size)
+        with self.store.transaction() as tx:
+            while want > 0:
+                try:
+                    tx.reserve_signatures(lease.key.key_id, want)
+                    lease.reserved += want
+                    return want
+                except CounterExhausted as exc:
+                    left = int(exc.data["max"]) - int(exc.data["used"]) - int(exc.data["reserved"])  # type: ignore[call-overload]
+                    want = min(want - 1, left)
+                except StaleState:
+                    return 0
+        return 0
+
+    def _release(self, doc: DocumentType, *, retire_spent: bool = False, retire_window_at: datetime | None = None) -> None:
+        lease = self._leases.pop(doc, None)
+        if lease is None:
+            return
+        with self.store.transaction() as tx:
+            if lease.reserved:
+                tx.settle_signatures(lease.key.key_id, used=0, released=lease.reserved)
+                lease.reserved = 0
+            now = self.clock.now()
+            retired = (retire_spent and keyq.retire_if_spent(tx, lease.key.key_id)) or (
+                retire_window_at is not None and keyq.retire_if_window_over(tx, lease.key.key_id, retire_window_at)
+            )
+            if retired:
+                tx.append_audit(
+                    at=now, action="ds_key.retired", entity_type="key", entity_id=lease.key.key_id,
+                    details={"reason": "signature budget spent" if retire_spent else "usage window over",
+                             "label": lease.key.hsm_label},
+                )  # fmt: skip
+
+    def _refuse(self, doc: DocumentType, now: datetime) -> None:
+        article = ds_article(self.policy, doc)
+        limit = self.policy.limit(doc, Role.DS)
+        detail = (
+            f"{article}: no {doc.label} Document Signer key may sign now — every active key has used its "
+            f"{limit.max_signatures:,} signatures or its {limit.key_usage} usage period, and no successor "
+            "is active; signing stops rather than exceed the limit"
+        )
+        last = self._last_alert.get(doc)
+        if last is None or now - last >= self.alert_interval:
+            self._last_alert[doc] = now
+            with self.store.transaction() as tx:
+                alert_no_signing_key(tx, document_type=doc, now=now, article=article, detail=detail)
+        log.error(detail)
+        raise NoSigningKey(detail, document_type=doc.value, article=article)
+
+
+def sod_input_from_json(body: Mapping[str, Any]) -> SodInput:
+    """Helper for transports: ``{"data_groups"|"dg_hashes": {"1": bytes, ...}}`` with int-able keys."""
+    groups = body.get("data_groups")
+    hashes = body.get("dg_hashes")
+    return SodInput(
+        data_groups=None if groups is None else {int(k): v for k, v in groups.items()},
+        dg_hashes=None if hashes is None else {int(k): v for k, v in hashes.items()},
+    )

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from icao_pki.keystore import KeyStore
+from tests.signing.support import SigningWorld, make_world
+
+
+@pytest.fixture
+def sworld(tmp_path: Path, keystore: KeyStore) -> Iterator[SigningWorld]:
+    world = make_world(f"sqlite:///{tmp_path / 'signing.db'}", keystore)
+    yield world
+    world.store.dispose()
