@@ -15,14 +15,13 @@ from lifecycle_api.store import PartyType, Store
 
 T0 = datetime(2027, 1, 4, 8, 0, 0, tzinfo=UTC)
 
-#: DG1 (MRZ) and DG2 stand-ins: complete TLVs with the right tags
-DG1 = bytes([0x61, 0x05, 0x5F, 0x1F, 0x02]) + b"P<"
-DG2 = bytes([0x75, 0x03, 0x01, 0x02, 0x03])
+#: DG1 with the ICAO 9303-4 TD3 specimen MRZ; DG2 varies per document
+MRZ = b"P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<" + b"L898902C36UTO7408122F1204159ZE184226B<<<<<10"
+DG1 = bytes([0x61, 0x5B, 0x5F, 0x1F, 0x58]) + MRZ
 
 
 def data_groups(i: int) -> dict[int, bytes]:
-    tail = i.to_bytes(4, "big")
-    return {1: bytes([0x61, 0x07, 0x5F, 0x1F, 0x04]) + tail, 2: DG2}
+    return {1: DG1, 2: bytes([0x75, 0x06, 0x01, 0x04]) + i.to_bytes(4, "big")[:4][-4:]}
 
 
 @dataclass
