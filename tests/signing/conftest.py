@@ -14,3 +14,7 @@ def sworld(tmp_path: Path, keystore: KeyStore) -> Iterator[SigningWorld]:
     world = make_world(f"sqlite:///{tmp_path / 'signing.db'}", keystore)
     yield world
     world.store.dispose()
+
+
+# the lifecycle API's parties (tests/api/world.py), for the HTTP routes
+from tests.api.conftest import org_pki, sqlite_template, sqlite_world  # noqa: E402, F401

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+
+from icao_pki.keystore import KeyStore
+from icao_pki.pa import verify_pa
+from icao_pki.policy import DocumentType
+from lifecycle_api.signing import DsSigningService, usage_report
+from lifecycle_api.signing.routes import mount_signing
+from lifecycle_api.signing.successor import DirectDsIssuer
+from tests.api.world import World
+from tests.signing.support import data_groups, make_csca
+
+pytestmark = pytest.mark.hsm
+
+
+def _b64(groups: dict[int, bytes]) -> dict[str, str]:
+    return {str(k): base64.b64encode(v).decode() for k, v in groups.items()}
+
+
+@pytest.fixture
+def api(sqlite_world: World, keystore: KeyStore) -> Iterator[tuple[World, DsSigningService, bytes]]:
+    label, csca = make_csca(keystore, sqlite_world.clock.now())
+    DirectDsIssuer(sqlite_world.store, keystore, sqlite_world.clock, label, csca).issue(DocumentType.PASSPORT)
+    service = DsSigningService(sqlite_world.store, keystore, sqlite_world.clock, block_size=16)
+    mount_signing(sqlite_world.client.app, service)  # type: ignore[arg-type]
+    yield sqlite_world, service, csca
+    service.close()
+
+
+def test_agency_signs_a_sod_over_http(api) -> None:  # type: ignore[no-untyped-def]
+    world, _, csca = api
+    r = world.client.post("/v1/ds/passport/sod", json={"data_groups": _b64(data_groups(1))},
+                          headers=world["agency"].headers)
+    assert r.status_code == 200, r.text
+    verify_pa(base64.b64decode(r.json()["sod"]), data_groups(1), trust=[csca], at=world.clock.now())
+
+
+def test_batch_counts_every_sod(api) -> None:  # type: ignore[no-untyped-def]
+    world, service, _ = api
+    items = [{"data_groups": _b64(data_groups(i))} for i in range(5)]
+    r = world.client.post("/v1/ds/passport/sod/batch", json={"items": items}, headers=world["agency"].headers)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["items"]) == 5
+    service.close()
+    assert [u.signed for u in usage_report(world.store)] == [5]
+
+
+@pytest.mark.parametrize("party", ["coyeu", "foreign", "is_operator", "idcard_agency"])
+def test_other_parties_may_not_sign(api, party: str) -> None:  # type: ignore[no-untyped-def]
+    world, _, _ = api
+    r = world.client.post("/v1/ds/passport/sod", json={"data_groups": _b64(data_groups(1))},
+                          headers=world[party].headers)
+    assert r.status_code == 403, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_provider_person_may_not_sign_only_service_account(api) -> None:  # type: ignore[no-untyped-def]
+    world, _, _ = api
+    body = {"data_groups": _b64(data_groups(1))}
+    assert world.client.post("/v1/ds/passport/sod", json=body, headers=world["provider"].headers).status_code == 403
+    r = world.client.post(f"/v1/organisations/{world['provider'].organisation_id}/operators",
+                          json={"name": "line-1", "kind": "service_account"}, headers=world["provider"].headers)
+    assert r.status_code == 201, r.text
+    headers = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert world.client.post("/v1/ds/passport/sod", json=body, headers=headers).status_code == 200
+
+
+def test_exhausted_is_problem_json_naming_the_article(api) -> None:  # type: ignore[no-untyped-def]
+    world, _, _ = api
+    r = world.client.post("/v1/ds/idcard/sod", json={"data_groups": _b64(data_groups(1))},
+                          headers=world["idcard_agency"].headers)
+    assert r.status_code == 422
+    assert r.json()["reason"] == "no-signing-key"
+    assert "Art. 26.1b" in r.json()["detail"]
+
+
+def test_bad_input_is_422(api) -> None:  # type: ignore[no-untyped-def]
+    world, _, _ = api
+    r = world.client.post("/v1/ds/passport/sod", json={"data_groups": _b64({1: data_groups(1)[2]})},
+                          headers=world["agency"].headers)
+    assert r.status_code == 422
+    assert r.json()["reason"] == "invalid-sod-input"
