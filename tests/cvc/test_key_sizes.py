@@ -156,3 +156,35 @@ def test_validators_report_trust_point_outside_sizes(rsa1152: SoftwareSigner, mo
         )
     )
     assert "secp521r1" in check_chain_at(p521, [], DAY0).findings[0].message
+
+
+def test_fast_ecdsa_path_agrees_with_shared_verifier(bp_chain: Chain) -> None:
+    """cvc's cached-key ECDSA path must give the shared verifier's verdicts."""
+    from cvc.certificate import verify_ta_signature
+    from icao_pki.signature import SignatureError, verify_signature
+
+    cvca, dv = bp_chain.cvca, bp_chain.dv
+    key = cvca.public_key.public_key()
+    alg = cvca.public_key.algorithm
+    n = len(dv.signature) // 2
+    order = key.curve.n.to_bytes(n, "big")
+    cases = {
+        "good": (key, dv.signature, dv.body),
+        "tampered body": (key, dv.signature, dv.body[:-1] + bytes([dv.body[-1] ^ 1])),
+        "tampered signature": (key, dv.signature[:-1] + bytes([dv.signature[-1] ^ 1]), dv.body),
+        "wrong key": (dv.public_key.public_key(key.curve), dv.signature, dv.body),
+        "r = n": (key, order + dv.signature[n:], dv.body),
+        "short": (key, dv.signature[:-1], dv.body),
+    }
+    for name, (k, sig, data) in cases.items():
+        verdicts = []
+        for fast in (True, False):
+            try:
+                if fast:
+                    verify_ta_signature(k, alg, sig, data)
+                else:
+                    verify_signature(k, sig, data, alg.hash, ecdsa_format="plain")
+                verdicts.append(True)
+            except SignatureError:
+                verdicts.append(False)
+        assert verdicts == [name == "good"] * 2, name
