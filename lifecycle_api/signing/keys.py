@@ -64,10 +64,14 @@ def _view(key: Key, cert: Certificate | None) -> DsKeyView:
     )
 
 
-def _latest_ds_certificate(session: Session, key_id: int) -> Certificate | None:
+def _latest_ds_certificate(session: Session, key_id: int, now: datetime | None = None) -> Certificate | None:
+    query = select(Certificate).where(
+        Certificate.key_id == key_id, Certificate.role == Role.DS, Certificate.status == CertificateStatus.ACTIVE
+    )
+    if now is not None:  # signing: the certificate must be valid now as well
+        query = query.where(Certificate.not_before <= now, Certificate.not_after >= now)
     return session.scalars(
-        select(Certificate)
-        .where(Certificate.key_id == key_id, Certificate.role == Role.DS, Certificate.status == CertificateStatus.ACTIVE)
+        query
         .order_by(Certificate.not_before.desc(), Certificate.id.desc())
         .limit(1)
     ).first()
@@ -96,7 +100,7 @@ def signing_candidates(tx: StoreTx, document_type: DocumentType, now: datetime, 
     out = []
     for key in keys:
         session.refresh(key)
-        cert = _latest_ds_certificate(session, key.id)
+        cert = _latest_ds_certificate(session, key.id, now)
         if cert is not None:
             out.append(_view(key, cert))
     return out
