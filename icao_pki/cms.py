@@ -537,18 +537,66 @@ def _der_length(n: int) -> bytes:
     return bytes([0x80 | len(octets)]) + octets
 
 
+def verify_signers(
+    obj: SignedObject,
+    *,
+    extra_certificates: Sequence[x509.Certificate] = (),
+    tolerant: bool = False,
+) -> tuple[SignerVerification, ...]:
+    """Verify every SignerInfo of `obj`; all must verify.
+
+    Why all: 9303-12 recommends a single signer but does not forbid several, and a
+    SignedData whose second SignerInfo fails is not what its producer signed — accepting
+    it because the first one verifies would let anyone append a signer.  Raises
+    `CmsSignatureError`/`CmsDecodeError` for the first SignerInfo that fails (the message
+    names its position when there are several); returns one verification per SignerInfo,
+    in order.  Several signers are reported as an info finding on the first."""
+    count = len(obj.signer_infos)
+    results: list[SignerVerification] = []
+    for index in range(count):
+        try:
+            results.append(
+                verify_signer(obj, extra_certificates=extra_certificates, tolerant=tolerant, index=index)
+            )
+        except CmsSignatureError as exc:
+            if count == 1:
+                raise
+            raise CmsSignatureError(f"SignerInfo #{index + 1} of {count}: {exc}", code=exc.code) from None
+        except CmsDecodeError as exc:
+            if count == 1:
+                raise
+            raise CmsDecodeError(f"SignerInfo #{index + 1} of {count}: {exc}") from None
+    if count > 1:
+        first = results[0]
+        note = info(
+            "cms-several-signers",
+            f"{count} SignerInfos, all verified (9303-12 recommends one): "
+            + "; ".join(subject_text(r.certificate) for r in results),
+        )
+        results[0] = SignerVerification(first.certificate, first.signing_time, first.digest_algorithm, (*first.findings, note))
+    return tuple(results)
+
+
 def verify_signer(
     obj: SignedObject,
     *,
     extra_certificates: Sequence[x509.Certificate] = (),
     signer_certificate: x509.Certificate | None = None,
     tolerant: bool = False,
-    index: int = 0,
+    index: int | None = None,
 ) -> SignerVerification:
-    """Verify SignerInfo `index` of `obj` (signature, messageDigest, contentType attribute).
+    """Verify the SignerInfos of `obj` (signature, messageDigest, contentType attribute).
 
+    With `index` None (the default) every SignerInfo must verify (`verify_signers`) and the
+    first one's result is returned; with an `index`, only that SignerInfo is checked.
     Raises `CmsSignatureError` (or `CmsDecodeError`); returns the signer certificate,
     signing time and the warnings collected."""
+    if index is None:
+        if signer_certificate is None or len(obj.signer_infos) > 1:
+            if signer_certificate is not None:
+                raise ValueError("signer_certificate needs an index when there are several SignerInfos")
+            return verify_signers(obj, extra_certificates=extra_certificates, tolerant=tolerant)[0]
+        index = 0
     try:
         return _verify_signer(
             obj,
@@ -576,8 +624,6 @@ def _verify_signer(
         signer_info = obj.signer_infos[index]
     except IndexError:
         raise CmsDecodeError(f"no SignerInfo #{index}") from None
-    if len(obj.signer_infos) > 1 and index == 0:
-        findings.append(warning("cms-several-signers", f"{len(obj.signer_infos)} SignerInfos; only the first is checked"))
     cert = signer_certificate or find_signer_certificate(signer_info, (*obj.certificates, *extra_certificates))
     if cert is None:
         raise CmsSignatureError("the signer's certificate is neither in the SignedData nor supplied", code="signer-certificate")

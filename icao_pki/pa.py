@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
-from asn1crypto import crl as asn1_crl
 from asn1crypto import x509
 
 from .cms import (
@@ -50,11 +49,11 @@ from .cms import (
     same_name,
     subject_text,
     validity,
-    verify_algorithm_signature,
     verify_certificate_signature,
-    verify_signer,
+    verify_signers,
     warning,
 )
+from .crl import Crl, CrlDecodeError, CrlVerifyError, parse_crl
 from .extensions import OID_DOCUMENT_TYPE_LIST, DocumentTypeListSyntax
 from .masterlist import MasterList, MasterListReport, check_master_list
 from .sod import DG_TAGS, SecurityObject, parse_sod
@@ -289,7 +288,7 @@ def check_pa(
     *,
     trust: Trust,
     at: datetime,
-    crls: Sequence[bytes] = (),
+    crls: Sequence[bytes | Crl] = (),
     mode: PaMode = PaMode.TOLERANT,
     extra_certificates: Sequence[bytes] = (),
 ) -> PaResult:
@@ -310,12 +309,15 @@ def check_pa(
 
     # 1. SOD signature
     ds: x509.Certificate | None = None
+    other_signers: list[tuple[x509.Certificate, datetime | None]] = []
     try:
         extras = [load_certificate(der) for der in extra_certificates]
-        verification = verify_signer(security_object.signed, extra_certificates=extras, tolerant=tolerant)
-        findings += [f for f in verification.findings if f not in findings]
-        ds = verification.certificate
-        result.signing_time = verification.signing_time
+        verifications = verify_signers(security_object.signed, extra_certificates=extras, tolerant=tolerant)
+        for verification in verifications:
+            findings += [f for f in verification.findings if f not in findings]
+        ds = verifications[0].certificate
+        result.signing_time = verifications[0].signing_time
+        other_signers = [(v.certificate, v.signing_time) for v in verifications[1:]]
     except CmsSignatureError as exc:
         findings.append(error(f"sod-{exc.code}", f"EF.SOD: {exc}"))
     except CmsDecodeError as exc:
@@ -344,8 +346,20 @@ def check_pa(
                 )
 
     # 4. revocation
+    parsed_crls = _parse_crls(crls, findings)
     if ds is not None and path:
-        findings += _check_revocation([ds, *path[:-1]], path, crls, at)
+        findings += _check_revocation([ds, *path[:-1]], path, parsed_crls, at)
+
+    # 2–4 again for further signers (9303-12 recommends one SignerInfo; each one present
+    # must verify and chain to a trusted CSCA)
+    for other, other_time in other_signers:
+        prefix = f"additional signer {subject_text(other)}: "
+        other_findings = _check_ds(other, other_time, at)
+        other_path, other_anchor, path_findings = _build_path(other, pool, at, tolerant)
+        other_findings += path_findings
+        if other_anchor is not None and other_path:
+            other_findings += _check_revocation([other, *other_path[:-1]], other_path, parsed_crls, at)
+        findings += [Finding(f.severity, f.code, prefix + f.message, f.subject) for f in other_findings]
 
     # 5. data-group hashes
     findings += _check_data_groups(security_object, data_groups, result)
@@ -390,7 +404,7 @@ def verify_pa(
     *,
     trust: Trust,
     at: datetime,
-    crls: Sequence[bytes] = (),
+    crls: Sequence[bytes | Crl] = (),
     mode: PaMode = PaMode.TOLERANT,
     extra_certificates: Sequence[bytes] = (),
 ) -> PaResult:
@@ -515,21 +529,27 @@ def _build_path(
     return path, None, findings
 
 
+def _parse_crls(crls: Sequence[bytes | Crl], findings: list[Finding]) -> list[Crl]:
+    """The CRLs through the one CRL reader (`icao_pki.crl`); unreadable ones become findings."""
+    parsed: list[Crl] = []
+    for item in crls:
+        if isinstance(item, Crl):
+            parsed.append(item)
+            continue
+        try:
+            parsed.append(parse_crl(item))
+        except CrlDecodeError as exc:
+            findings.append(error("crl-malformed", f"unreadable CRL: {exc}"))
+    return parsed
+
+
 def _check_revocation(
-    subjects: Sequence[x509.Certificate], issuers: Sequence[x509.Certificate], crls: Sequence[bytes], at: datetime
+    subjects: Sequence[x509.Certificate], issuers: Sequence[x509.Certificate], crls: Sequence[Crl], at: datetime
 ) -> list[Finding]:
     """Each certificate in `subjects` is checked on a CRL of `issuers[i]`."""
     findings: list[Finding] = []
-    parsed = []
-    for der in crls:
-        try:
-            crl = asn1_crl.CertificateList.load(der)
-            _ = crl.issuer.native, crl["tbs_cert_list"]["this_update"].native
-            parsed.append(crl)
-        except (ValueError, TypeError, KeyError) as exc:
-            findings.append(error("crl-malformed", f"unreadable CRL: {exc}"))
     for cert, issuer in zip(subjects, issuers, strict=True):
-        matching = [c for c in parsed if same_name(c.issuer, issuer.subject)]
+        matching = [c for c in crls if same_name(c.issuer, issuer.subject)]
         if not matching:
             findings.append(
                 warning("revocation-not-checked", f"no CRL from {subject_text(issuer)}", subject_text(cert))
@@ -537,31 +557,23 @@ def _check_revocation(
             continue
         for crl in matching:
             try:
-                verify_algorithm_signature(
-                    certificate_public_key(issuer), crl["signature_algorithm"], crl["signature"].native,
-                    crl["tbs_cert_list"].dump(), tolerant=True,
-                )  # fmt: skip
-            except (CmsSignatureError, CmsDecodeError) as exc:
+                crl.verify_signed_by(certificate_public_key(issuer))
+            except (CrlVerifyError, CmsSignatureError, CmsDecodeError) as exc:
                 findings.append(error("crl-signature", f"CRL of {subject_text(issuer)} does not verify: {exc}"))
                 continue
-            next_update = crl["tbs_cert_list"]["next_update"].native
+            next_update = crl.next_update
             if next_update is not None and at > as_utc(next_update):
                 findings.append(warning("crl-stale", f"CRL of {subject_text(issuer)} expired {next_update.isoformat()}"))
-            for entry in crl["tbs_cert_list"]["revoked_certificates"]:
-                if entry["user_certificate"].native == cert.serial_number:
-                    when = entry["revocation_date"].native
-                    reason = None
-                    for ext in entry["crl_entry_extensions"]:
-                        if ext["extn_id"].native == "crl_reason":
-                            reason = ext["extn_value"].native
-                    findings.append(
-                        error(
-                            "revoked",
-                            f"certificate serial {cert.serial_number:x} revoked {when.isoformat()}"
-                            + (f" ({reason})" if reason else ""),
-                            subject_text(cert),
-                        )
+            entry = crl.is_revoked(cert.serial_number)
+            if entry is not None:
+                findings.append(
+                    error(
+                        "revoked",
+                        f"certificate serial {cert.serial_number:x} revoked {entry.revocation_date.isoformat()}"
+                        + (f" ({entry.reason})" if entry.reason else ""),
+                        subject_text(cert),
                     )
+                )
     return findings
 
 
