@@ -16,6 +16,7 @@ from icao_pki.clock import SystemClock
 from icao_pki.console import EXIT_INVALID, JsonOption, fail, out, print_json, read_input_file, reporting
 
 from .certificate import CvCertificate, CvObject, parse_certificate, parse_cv, read_cv_bytes
+from .chat import ChatRole
 from .describe import describe
 from .errors import CvcError, CvcValidationError
 from .validation import check_chain_at, order_chain
@@ -40,11 +41,21 @@ def _load_certificate(path: Path) -> CvCertificate:
 @app.command("show")
 def show(
     file: Path = typer.Argument(..., help="CV certificate, request or authenticated request (DER or hex)."),
+    trust: Path | None = typer.Option(
+        None, "--trust", help="CVCA certificate whose curve DV/terminal keys without domain parameters inherit."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Print the fields of a CV certificate or request."""
     with reporting(CvcError):
-        info = describe(_load(file))
+        obj = _load(file)
+        inherited = None
+        if trust is not None:
+            anchor = _load_certificate(trust)
+            if anchor.role is not ChatRole.CVCA:
+                raise CvcError(f"{trust}: --trust must be a CVCA certificate, this is {anchor.role.value}")
+            inherited = anchor.public_key.curve
+        info = describe(obj, inherited_curve=inherited)
     if as_json:
         print_json(info)
         return

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from cvc.builders import build_cvca_certificate
 from icao_pki.cli import app
 from tests.cvc.conftest import Chain
+from tests.support.softsigner import SoftwareSigner
 
 runner = CliRunner()
 
@@ -37,9 +40,34 @@ def test_cli_show_json_has_exactly_the_documented_keys(files: dict[str, Path], b
     assert info["car"] == bp_chain.cvca.chr and info["chr"] == bp_chain.dv.chr and info["chat_hex"] == "83"
     assert info["rights"] == ["read_dg3", "read_dg4"]
     assert info["effective_date"] == "2026-01-05" and info["expiration_date"] == "2026-04-04"
-    assert info["public_key"] == {"algorithm": "id-TA-ECDSA-SHA-256", "curve": None, "has_domain_parameters": False}
+    assert info["public_key"] == {
+        "algorithm": "id-TA-ECDSA-SHA-256",
+        "curve": None,
+        "curve_inherited": True,
+        "has_domain_parameters": False,
+    }
     cvca = json.loads(runner.invoke(app, ["cvc", "show", str(files["cvca"]), "--json"]).stdout)
     assert cvca["public_key"]["curve"] == "brainpoolP256r1" and cvca["role"] == "cvca"
+    assert cvca["public_key"]["curve_inherited"] is False
+
+
+def test_cli_show_infers_the_curve_from_trust(files: dict[str, Path], tmp_path: Path) -> None:
+    for name in ("dv", "is"):
+        result = runner.invoke(app, ["cvc", "show", str(files[name]), "--trust", str(files["cvca"]), "--json"])
+        assert result.exit_code == 0, result.output
+        key = json.loads(result.stdout)["public_key"]
+        assert (key["curve"], key["curve_inherited"], key["has_domain_parameters"]) == ("brainpoolP256r1", True, False)
+    # a CVCA on another curve: the point is not on it, so nothing is inferred
+    other = SoftwareSigner.generate("secp256r1")
+    p256 = build_cvca_certificate(
+        other, chr="VNCVCAQ00001", effective_date=date(2026, 1, 5), expiration_date=date(2029, 1, 4), document_type="passport"
+    )
+    (tmp_path / "p256.cvcert").write_bytes(p256)
+    result = runner.invoke(app, ["cvc", "show", str(files["dv"]), "--trust", str(tmp_path / "p256.cvcert"), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["public_key"]["curve"] is None
+    # --trust must be a CVCA
+    bad = runner.invoke(app, ["cvc", "show", str(files["is"]), "--trust", str(files["dv"])])
+    assert bad.exit_code == 2 and "must be a CVCA" in bad.output
 
 
 def test_cli_show_authenticated_request(tmp_path: Path, bp_chain: Chain) -> None:
