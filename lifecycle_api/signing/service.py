@@ -36,14 +36,17 @@ from typing import Any, Protocol
 
 from icao_pki.certificate import parse_certificate
 from icao_pki.clock import Clock
+from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached, verify_algorithm_signature
 from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, PolicyViolation, Role, Window
-from icao_pki.signer import HashAlgorithm, RsaPadding, Signer
+from icao_pki.signature import plain_to_der
+from icao_pki.signer import HashAlgorithm, KeyKind, RsaPadding, Signer
 from icao_pki.sod import LdsVersion, SodBuildError, build_lds_security_object, build_sod, hash_data_groups
 
-from ..errors import CounterExhausted, InvalidInput, StaleState
+from ..errors import CounterExhausted, InvalidInput, LifecycleError, StaleState
 from ..store import PartyType, Store, StoreTx
 from . import keys as keyq
 from .keys import DsKeyView
+from .sod_template import SodTemplate
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,12 @@ class NoSigningKey(CounterExhausted):
     """No DS key of the document type may sign now: budget spent or window over, no successor."""
 
     kind = "no-signing-key"
+
+
+class SigningFailed(LifecycleError):
+    """The HSM produced a signature that does not verify under the DS certificate: nothing is handed out."""
+
+    kind = "signing-failed"
 
 
 class InvalidSodInput(InvalidInput):
@@ -93,6 +102,10 @@ class _Lease:
     certificate: bytes
     window: Window
     reserved: int = 0
+    template: SodTemplate | None = None
+    template_refused: bool = False
+    signed: int = 0
+    certificate_key: Any = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,9 @@ class DsSigningService:
     hash_algorithm: HashAlgorithm = HashAlgorithm.SHA256
     rsa_padding: RsaPadding = RsaPadding.PKCS1V15
     alert_interval: timedelta = timedelta(hours=1)
+    #: verify every n-th signature of the fast path (1 = every one, the default).  The first
+    #: signature of every lease is always built and verified by `build_sod`.
+    verify_every: int = 1
     _leases: dict[DocumentType, _Lease] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _last_alert: dict[DocumentType, datetime] = field(default_factory=dict, init=False, repr=False)
@@ -191,17 +207,13 @@ class DsSigningService:
         with self._lock:
             made: dict[int, int] = {}
             try:
-                for hashes, lds_version in prepared:
+                for hashes, econtent, lds_version in prepared:
                     lease, now = self._usable_lease(doc, len(prepared) - len(results))
                     lease.reserved -= 1
                     # counted as used from here: a signature the HSM made is a signature, even
                     # if the SOD then fails its own verification
                     made[lease.key.key_id] = made.get(lease.key.key_id, 0) + 1
-                    sod = build_sod(
-                        dg_hashes=hashes, ds_signer=lease.signer, ds_certificate=lease.certificate,
-                        signing_time=now, hash_algorithm=self.hash_algorithm, lds_version=lds_version,
-                        rsa_padding=self.rsa_padding,
-                    )  # fmt: skip
+                    sod = self._build(lease, hashes, econtent, lds_version, now)
                     results.append(
                         SignedSod(sod, lease.key.key_id, lease.key.hsm_label, lease.key.certificate_id or 0, now)
                     )
@@ -223,7 +235,32 @@ class DsSigningService:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _prepare(self, item: SodInput) -> tuple[dict[int, bytes], LdsVersion | None]:
+    def _build(self, lease: _Lease, hashes: dict[int, bytes], econtent: bytes, lds_version: LdsVersion | None,
+               now: datetime) -> bytes:
+        lease.signed += 1
+        template = lease.template
+        if template is None:
+            sod = build_sod(
+                dg_hashes=hashes, ds_signer=lease.signer, ds_certificate=lease.certificate, signing_time=now,
+                hash_algorithm=self.hash_algorithm, lds_version=lds_version, rsa_padding=self.rsa_padding,
+            )  # fmt: skip
+            if not lease.template_refused:
+                lease.template = SodTemplate.from_reference(sod, self.hash_algorithm)
+                lease.template_refused = lease.template is None
+                lease.certificate_key = certificate_public_key(load_certificate_cached(lease.certificate))
+            return sod
+        attrs = template.signed_attributes(econtent, now)
+        raw = lease.signer.sign(attrs, self.hash_algorithm, self.rsa_padding)
+        signature = plain_to_der(raw) if lease.signer.kind is KeyKind.EC else raw
+        if self.verify_every <= 1 or lease.signed % self.verify_every == 0:
+            try:
+                verify_algorithm_signature(lease.certificate_key, template.signature_algorithm, signature, attrs)
+            except CmsSignatureError as exc:
+                raise SigningFailed(f"{lease.key.hsm_label} produced a signature that does not verify: {exc}",
+                                    key_label=lease.key.hsm_label) from None
+        return template.assemble(econtent, now, signature, attrs)
+
+    def _prepare(self, item: SodInput) -> tuple[dict[int, bytes], bytes, LdsVersion | None]:
         try:
             if (item.data_groups is None) == (item.dg_hashes is None):
                 raise SodBuildError("give either data_groups or dg_hashes")
@@ -232,10 +269,10 @@ class DsSigningService:
                 if item.data_groups is not None
                 else {int(k): bytes(v) for k, v in (item.dg_hashes or {}).items()}
             )
-            build_lds_security_object(hashes, self.hash_algorithm, item.lds_version)
+            econtent = build_lds_security_object(hashes, self.hash_algorithm, item.lds_version)
         except SodBuildError as exc:
             raise InvalidSodInput(str(exc)) from None
-        return hashes, item.lds_version
+        return hashes, econtent, item.lds_version
 
     def _usable_lease(self, doc: DocumentType, need: int) -> tuple[_Lease, datetime]:
         """A lease with at least one reserved slot on a key whose usage window holds now."""

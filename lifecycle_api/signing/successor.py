@@ -39,6 +39,7 @@ class DirectDsIssuer:
     crl_distribution_point: str = "http://pkd.icao-pki.invalid/crl/csca.crl"
     hierarchy_id: int | None = None
     organisation_id: int | None = None
+    csca_certificate_id: int | None = None
 
     def issue(self, document_type: DocumentType | str, *, start: datetime | None = None) -> int:
         """A new ACTIVE DS key with its certificate; returns the key id."""
@@ -80,6 +81,7 @@ class DirectDsIssuer:
         fingerprint = hashlib.sha256(der).hexdigest()
         row = tx.add_certificate(
             hierarchy_id=self.hierarchy_id, key_id=key_id, organisation_id=self.organisation_id,
+            issuer_certificate_id=self.csca_certificate_id,
             certificate_format=CertificateFormat.X509, role=Role.DS, document_type=doc, serial=f"{serial:x}", subject=cert.subject_str,
             issuer=cert.issuer_str, not_before=cert.not_before, not_after=cert.not_after, der=der,
             fingerprint_sha256=fingerprint, created_at=now,

@@ -104,3 +104,13 @@ def test_id_card_key_does_not_sign_passports(sworld: SigningWorld) -> None:
     svc = service(sworld)
     with pytest.raises(NoSigningKey, match=r"Art\. 26\.1b"):
         svc.sign_sod("idcard", data_groups(1))
+
+
+def test_fast_path_sods_pass_pa_like_the_first(sworld: SigningWorld) -> None:
+    sworld.issuer.issue(DocumentType.PASSPORT)
+    svc = service(sworld, block_size=16)
+    out = svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(6)])
+    svc.close()
+    for i, signed in enumerate(out):
+        verify_pa(signed.sod, data_groups(i), trust=[sworld.csca_der], at=sworld.clock.now())
+    assert len({s.sod for s in out}) == 6
