@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from icao_pki.clock import Clock, SystemClock
+from icao_pki.keystore import KeyStore
 
 from .auth import assert_every_route_authorized
+from .authority import Authority
+from .certificate_flows import register_certificate_handlers
 from .deadlines import DeadlineRule, WorkingCalendar
 from .handlers import HandlerRegistry
+from .pki_routes import PUBLICATION_PATHS
+from .pki_routes import router as pki_router
 from .problems import install_problem_handlers
 from .routes import router
 from .services import Keyring, Services
@@ -18,7 +25,12 @@ from .store import Store
 from .trust import SignatureChecker
 
 #: routes anyone may call; every other route must carry an `allow(...)` dependency
-PUBLIC_PATHS = frozenset({"/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS = frozenset({"/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}) \
+    | PUBLICATION_PATHS
+
+#: routers mounted by `create_app`; the lead mounts further ones (e.g. the DS signing service)
+#: by passing `extra_routers=`
+ROUTERS = (router, pki_router)
 
 
 def create_app(
@@ -29,16 +41,25 @@ def create_app(
     handlers: HandlerRegistry | None = None,
     store: Store | None = None,
     keyring: Keyring | None = None,
+    authority: Authority | None = None,
+    extra_routers: tuple[Any, ...] = (),
 ) -> FastAPI:
     """Build the app.  `trust` is the government CA's root(s) and intermediates; without it
     no signed document can be accepted.  `handlers` maps request types to Provider actions.
     `keyring` (the HSM key store) lets the service sign for organisations whose key it holds
-    (automatic countersigning); without it every countersignature comes from the client."""
+    (automatic countersigning); without it every countersignature comes from the client.
+    `authority` is the sign component for CA keys; by default it is built on `keyring` when
+    that is a `KeyStore`.  The certificate flows' handlers are registered next to `handlers`.
+    `extra_routers` are mounted after ours (and must pass the deny-by-default check)."""
     DeadlineRule.parse(settings.revocation_deadline)  # refuse a bad configuration at start
+    clock = clock or SystemClock()
+    store = store or Store(settings.database_url)
+    if authority is None and isinstance(keyring, KeyStore):
+        authority = Authority(store, keyring, clock, settings.policy)
     services = Services(
         settings=settings,
-        clock=clock or SystemClock(),
-        store=store or Store(settings.database_url),
+        clock=clock,
+        store=store,
         handlers=handlers or HandlerRegistry(),
         checker=SignatureChecker(
             trust=trust or OrgPkiTrust(roots=settings.org_pki_roots, intermediates=settings.org_pki_intermediates),
@@ -47,7 +68,9 @@ def create_app(
         ),
         calendar=WorkingCalendar.with_extra(settings.extra_holidays, country=settings.holiday_country),
         keyring=keyring,
+        authority=authority,
     )
+    register_certificate_handlers(services)
     app = FastAPI(
         title="icao-pki lifecycle management system",
         version="0.1.0",
@@ -58,6 +81,7 @@ def create_app(
     )
     app.state.services = services
     install_problem_handlers(app)
-    app.include_router(router)
+    for r in (*ROUTERS, *extra_routers):
+        app.include_router(r)
     assert_every_route_authorized(app.routes, PUBLIC_PATHS)
     return app

@@ -22,6 +22,7 @@ from .store import PartyType
 
 if TYPE_CHECKING:
     from .auth import Caller
+    from .services import Services
     from .store import StoreTx
 
 
@@ -46,12 +47,33 @@ class ActContext:
     now: datetime
     caller: Caller
     policy: Policy
+    #: what the handler's `prepare` phase produced outside the transaction (signed products,
+    #: generated keys), for `act` to store; None for handlers without a prepare phase
+    prepared: Any = None
+    #: the running service (for the sign component); set by the workflow
+    services: Services | None = None
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    """The sign phase (STYLE: decide / sign / store): runs outside any transaction, so the
+    sign component can journal each HSM operation in its own committed transaction."""
+
+    services: Services
+    request: RequestSnapshot
+    now: datetime
+    caller: Caller
+    policy: Policy
 
 
 #: validate(payload, document_type, policy) raises InvalidInput or PolicyViolation
 Validator = Callable[[Mapping[str, Any], DocumentType | None, Policy], None]
 #: act(context) -> JSON-able result, stored on the request and sent to the applicant
 Action = Callable[[ActContext], dict[str, Any]]
+#: prepare(context) -> whatever `act` needs; may touch the HSM through the sign component
+Prepare = Callable[[PrepareContext], Any]
+#: discard(prepared, reason): the step failed after `prepare`; undo what the HSM holds (destroy keys)
+Discard = Callable[[Any, str], None]
 
 
 def _accept_any(payload: Mapping[str, Any], document_type: DocumentType | None, policy: Policy) -> None:
@@ -68,6 +90,11 @@ class RequestHandler:
     #: time the Provider has to act, from submission (e.g. Art. 19.2b for revocations); None: no deadline
     deadline: DeadlineRule | None = None
     description: str = ""
+    prepare: Prepare | None = None
+    discard: Discard | None = None
+    #: check_submission(tx, caller, payload): object-level rules at submission (e.g. Art. 18
+    #: authority for revocations), so a request the Provider could never act on is refused at once
+    check_submission: Callable[[StoreTx, Caller, Mapping[str, Any]], None] | None = None
 
 
 @dataclass

@@ -67,6 +67,8 @@ def lifecycle_problem(request: Request, exc: LifecycleError) -> JSONResponse:
         extra.update(reason=exc.reason, article=exc.article)
     else:
         extra["reason"] = exc.kind
+        if isinstance(exc.data.get("article"), str):
+            extra["article"] = exc.data["article"]
     kind = exc.reason if isinstance(exc, SignedDocumentError) else exc.kind
     return problem(status, title, exc.message, kind, request.url.path, **extra)
 

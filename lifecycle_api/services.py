@@ -8,6 +8,7 @@ from typing import Protocol
 from icao_pki.clock import Clock
 from icao_pki.signer import Signer
 
+from .authority import Authority
 from .deadlines import DeadlineRule, WorkingCalendar
 from .handlers import HandlerRegistry
 from .settings import Settings
@@ -31,6 +32,8 @@ class Services:
     checker: SignatureChecker
     calendar: WorkingCalendar
     keyring: Keyring | None = None
+    #: the sign component (CA keys in the HSM); None: the service cannot issue certificates
+    authority: Authority | None = None
 
     @property
     def revocation_deadline(self) -> DeadlineRule:

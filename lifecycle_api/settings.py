@@ -52,6 +52,10 @@ class Settings:
     #: the government CA (Ban Cơ yếu Chính phủ) roots and intermediates signers must chain to (DER)
     org_pki_roots: tuple[bytes, ...] = ()
     org_pki_intermediates: tuple[bytes, ...] = ()
+    #: where the public, read-only publication is served (CRL distribution points name it)
+    publication_base_url: str = "http://127.0.0.1:8000/v1/pub"
+    #: CSCA CRLs are reissued at least this often (9303-12 §4.1.5 allows at most 90 days)
+    crl_next_update: timedelta = timedelta(days=30)
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -66,6 +70,7 @@ class Settings:
             extra_holidays=extra,
             org_pki_roots=_certificates_from(env.get("ICAO_PKI_ORG_PKI_ROOTS", "")),
             org_pki_intermediates=_certificates_from(env.get("ICAO_PKI_ORG_PKI_INTERMEDIATES", "")),
+            publication_base_url=env.get("ICAO_PKI_PUBLICATION_URL", "http://127.0.0.1:8000/v1/pub"),
         )
 
 

@@ -28,8 +28,8 @@ from icao_pki.policy import DocumentType, PolicyViolation
 
 from .audit import canonical_json
 from .auth import Caller
-from .errors import Forbidden, HandlerFailed, InvalidInput, LifecycleError, NotFound
-from .handlers import ActContext, RequestSnapshot
+from .errors import Forbidden, HandlerFailed, InvalidInput, LifecycleError, NotFound, StaleState
+from .handlers import ActContext, PrepareContext, RequestSnapshot
 from .services import Services
 from .signed_documents import SignedDocumentError, VerifiedSignature, build_signed_document
 from .store import PartyType, Request, RequestState, SignaturePurpose, Store, StoreTx
@@ -165,6 +165,8 @@ def submit_request(tx: StoreTx, services: Services, caller: Caller, document: by
     if not isinstance(payload, dict):
         raise InvalidInput("payload must be a JSON object")
     handler.validate(payload, document_type, services.settings.policy)
+    if handler.check_submission is not None:
+        handler.check_submission(tx, caller, payload)
     if not org.ministry:
         raise InvalidInput(f"{org.name} has no ministry, so no Cơ yếu unit can countersign its requests")
     deadline = handler.deadline.due(now, services.calendar) if handler.deadline else None
@@ -297,7 +299,18 @@ def reject(tx: StoreTx, services: Services, caller: Caller, request_id: str, doc
     return req
 
 
-def act(tx: StoreTx, services: Services, caller: Caller, request_id: str) -> Request:
+def _snapshot(req: Request) -> RequestSnapshot:
+    return RequestSnapshot(
+        id=req.id,
+        request_type=req.request_type,
+        document_type=req.document_type,
+        applicant_organisation_id=req.applicant_organisation_id,
+        ministry=req.ministry,
+        payload=dict(req.payload),
+    )
+
+
+def act(tx: StoreTx, services: Services, caller: Caller, request_id: str, prepared: Any = None) -> Request:
     """Step 3: the Provider acts on a countersigned request through the handler of its type.
 
     The request is claimed first (compare-and-set countersigned → completed) so two
@@ -310,15 +323,9 @@ def act(tx: StoreTx, services: Services, caller: Caller, request_id: str) -> Req
     handler = services.handlers.get(req.request_type)
     now = services.clock.now()
     req = tx.transition_request(req.id, RequestState.COUNTERSIGNED, RequestState.COMPLETED, now=now)
-    snapshot = RequestSnapshot(
-        id=req.id,
-        request_type=req.request_type,
-        document_type=req.document_type,
-        applicant_organisation_id=req.applicant_organisation_id,
-        ministry=req.ministry,
-        payload=dict(req.payload),
-    )
-    result = handler.act(ActContext(tx=tx, request=snapshot, now=now, caller=caller, policy=services.settings.policy))
+    result = handler.act(ActContext(tx=tx, request=_snapshot(req), now=now, caller=caller,
+                                    policy=services.settings.policy, prepared=prepared,
+                                    services=services))
     if not isinstance(result, dict):
         raise HandlerFailed(f"handler for {req.request_type} returned {type(result).__name__}, not a JSON object")
     req = tx.set_request_result(req.id, result, now=now)
@@ -329,14 +336,35 @@ def act(tx: StoreTx, services: Services, caller: Caller, request_id: str) -> Req
 
 
 def act_and_record(store: Store, services: Services, caller: Caller, request_id: str) -> Request:
-    """`act` in its own transaction; if it fails, the refusal is audited in a second one."""
+    """`act` in its own transaction; if it fails, the refusal is audited in a second one.
+
+    A handler with a `prepare` phase (the certificate flows) runs decide / sign / store:
+    a read-only look at the request, then `prepare` outside any transaction (the sign
+    component journals and signs), then `act` stores the product in one transaction.  If
+    anything fails after `prepare`, `discard` destroys what the HSM generated for it."""
+    prepared: Any = None
+    handler = None
     try:
+        if caller.party_type is not PartyType.PROVIDER:
+            raise Forbidden("only the Provider acts on requests")
         with store.transaction() as tx:
-            return act(tx, services, caller, request_id)
+            req = tx.request(request_id)
+            handler = services.handlers.get(req.request_type)
+            if handler.prepare is not None and req.state is not RequestState.COUNTERSIGNED:
+                raise StaleState(f"request {request_id} is {req.state.value}, not countersigned",
+                                 request_id=request_id, state=req.state.value, expected="countersigned")
+            snapshot = _snapshot(req)
+        if handler.prepare is not None:
+            prepared = handler.prepare(PrepareContext(services=services, request=snapshot, now=services.clock.now(),
+                                                      caller=caller, policy=services.settings.policy))
+        with store.transaction() as tx:
+            return act(tx, services, caller, request_id, prepared)
     except Exception as exc:
+        if prepared is not None and handler is not None and handler.discard is not None:
+            handler.discard(prepared, f"request {request_id} failed: {type(exc).__name__}: {exc}")
         if isinstance(exc, LifecycleError) and not isinstance(exc, HandlerFailed) and exc.kind in (
             "not-found", "forbidden", "stale-state", "invalid-input"
-        ):
+        ) and prepared is None:
             raise
         with store.transaction() as tx:
             tx.append_audit(

@@ -24,6 +24,9 @@ from .models import (
     Crl,
     CrlScope,
     Hierarchy,
+    HsmOperation,
+    HsmOperationKind,
+    HsmOperationState,
     Key,
     KeyState,
     Operator,
@@ -411,6 +414,19 @@ class StoreTx:
         if result.rowcount != 1:
             raise StaleState(f"key {key_id} is not {expected.value}", key_id=key_id, expected=expected.value)
 
+    def activate_key(self, key_id: int, *, expected: KeyState, usage_not_before: datetime,
+                     usage_not_after: datetime, max_signatures: int | None) -> None:
+        """A key becomes usable when its certificate is stored (compare-and-set on its state)."""
+        result = self.session.execute(
+            update(Key)
+            .where(Key.id == key_id, Key.state == expected)
+            .values(state=KeyState.ACTIVE, usage_not_before=usage_not_before, usage_not_after=usage_not_after,
+                    max_signatures=max_signatures)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise StaleState(f"key {key_id} is not {expected.value}", key_id=key_id, expected=expected.value)
+
     def reserve_signatures(self, key_id: int, count: int = 1) -> None:
         """Reserve `count` signatures of an active key's budget, atomically, before signing.
 
@@ -479,6 +495,196 @@ class StoreTx:
         self.session.add(row)
         self._flush("published object")
         return row
+
+    def certificate_by_fingerprint(self, fingerprint_sha256: str) -> Certificate | None:
+        return self.session.scalars(
+            select(Certificate).where(Certificate.fingerprint_sha256 == fingerprint_sha256)
+        ).one_or_none()
+
+    def certificates(
+        self,
+        *,
+        role: Role | None = None,
+        document_type: DocumentType | None = None,
+        certificate_format: CertificateFormat | None = None,
+        organisation_id: int | None = None,
+        statuses: Sequence[CertificateStatus] | None = None,
+        issuer_certificate_id: int | None = None,
+    ) -> Sequence[Certificate]:
+        query = select(Certificate).order_by(Certificate.id)
+        if role is not None:
+            query = query.where(Certificate.role == Role(role))
+        if document_type is not None:
+            query = query.where(Certificate.document_type == DocumentType(document_type))
+        if certificate_format is not None:
+            query = query.where(Certificate.certificate_format == CertificateFormat(certificate_format))
+        if organisation_id is not None:
+            query = query.where(Certificate.organisation_id == organisation_id)
+        if statuses is not None:
+            query = query.where(Certificate.status.in_([CertificateStatus(s) for s in statuses]))
+        if issuer_certificate_id is not None:
+            query = query.where(Certificate.issuer_certificate_id == issuer_certificate_id)
+        return self.session.scalars(query).all()
+
+    def certificate_by_chr(self, chr: str, *, organisation_id: int | None = None) -> Certificate | None:
+        """The newest CV certificate with this holder reference (optionally of one holder)."""
+        query = select(Certificate).where(Certificate.chr == chr)
+        if organisation_id is not None:
+            query = query.where(Certificate.organisation_id == organisation_id)
+        return self.session.scalars(query.order_by(Certificate.id.desc()).limit(1)).first()
+
+    def key_by_label(self, hsm_label: str) -> Key | None:
+        return self.session.scalars(select(Key).where(Key.hsm_label == hsm_label)).one_or_none()
+
+    def active_ca(self, role: Role, document_type: DocumentType, now: datetime, *,
+                  certificate_format: CertificateFormat | None = None,
+                  organisation_id: int | None = None) -> tuple[Certificate, Key] | None:
+        """The CA certificate (and its HSM key) that signs for `role` / `document_type` now:
+        certificate active and valid, key active inside its usage window; newest first."""
+        query = (
+            select(Certificate, Key)
+            .join(Key, Key.id == Certificate.key_id)
+            .where(
+                Certificate.role == Role(role),
+                Certificate.document_type == DocumentType(document_type),
+                Certificate.status == CertificateStatus.ACTIVE,
+                Certificate.not_before <= now,
+                Certificate.not_after >= now,
+                Key.state == KeyState.ACTIVE,
+                (Key.usage_not_before.is_(None)) | (Key.usage_not_before <= now),
+                (Key.usage_not_after.is_(None)) | (Key.usage_not_after >= now),
+            )
+            .order_by(Certificate.not_before.desc(), Certificate.id.desc())
+            .limit(1)
+        )
+        if certificate_format is not None:
+            query = query.where(Certificate.certificate_format == CertificateFormat(certificate_format))
+        if organisation_id is not None:
+            query = query.where(Certificate.organisation_id == organisation_id)
+        row = self.session.execute(query).first()
+        return (row[0], row[1]) if row else None
+
+    def active_ds_key(self, document_type: DocumentType, now: datetime, *,
+                      organisation_id: int | None = None) -> tuple[Key, Certificate] | None:
+        """THE query issue 5's signing service uses: the active DS key of a document type.
+
+        A DS key qualifies when its `keys` row is active, `now` lies inside its private-key
+        usage window (Art. 23.1b / 26.1b, from the certificate's PKUP), its budget is not
+        spent, and its DS certificate is active and valid.  Newest usage window first;
+        `organisation_id` narrows to one Agency's keys.  Reserve signatures with
+        `reserve_signatures(key.id, n)` before signing, settle after."""
+        query = (
+            select(Key, Certificate)
+            .join(Certificate, Certificate.key_id == Key.id)
+            .where(
+                Key.role == Role.DS,
+                Key.document_type == DocumentType(document_type),
+                Key.state == KeyState.ACTIVE,
+                Key.usage_not_before <= now,
+                Key.usage_not_after >= now,
+                (Key.max_signatures.is_(None))
+                | (Key.signatures_used + Key.signatures_reserved < Key.max_signatures),
+                Certificate.role == Role.DS,
+                Certificate.status == CertificateStatus.ACTIVE,
+                Certificate.not_before <= now,
+                Certificate.not_after >= now,
+            )
+            .order_by(Key.usage_not_before.desc(), Key.id.desc())
+            .limit(1)
+        )
+        if organisation_id is not None:
+            query = query.where(Key.organisation_id == organisation_id)
+        row = self.session.execute(query).first()
+        return (row[0], row[1]) if row else None
+
+    def set_certificate_status(self, certificate_id: int, expected: CertificateStatus, new: CertificateStatus) -> None:
+        result = self.session.execute(
+            update(Certificate)
+            .where(Certificate.id == certificate_id, Certificate.status == expected)
+            .values(status=new)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise StaleState(f"certificate {certificate_id} is not {expected.value}", certificate_id=certificate_id)
+        self.session.expire_all()
+
+    def revocations_of_issuer(self, issuer_certificate_id: int) -> Sequence[tuple[Revocation, Certificate]]:
+        rows = self.session.execute(
+            select(Revocation, Certificate)
+            .join(Certificate, Certificate.id == Revocation.certificate_id)
+            .where(Certificate.issuer_certificate_id == issuer_certificate_id, Revocation.revoked_at.is_not(None))
+            .order_by(Revocation.id)
+        ).all()
+        return [(r, c) for r, c in rows]
+
+    def revocation_of(self, certificate_id: int) -> Revocation | None:
+        return self.session.scalars(select(Revocation).where(Revocation.certificate_id == certificate_id)).one_or_none()
+
+    def published(self, kind: PublishedKind, *, document_type: DocumentType | None = None,
+                  current_only: bool = True) -> Sequence[PublishedObject]:
+        query = select(PublishedObject).where(PublishedObject.kind == PublishedKind(kind))
+        if document_type is not None:
+            query = query.where(PublishedObject.document_type == DocumentType(document_type))
+        if current_only:
+            query = query.where(PublishedObject.withdrawn_at.is_(None))
+        return self.session.scalars(query.order_by(PublishedObject.id)).all()
+
+    def published_object(self, object_id: int) -> PublishedObject:
+        row = self.session.get(PublishedObject, object_id)
+        if row is None or row.withdrawn_at is not None:
+            raise NotFound(f"published object {object_id} does not exist", object_id=object_id)
+        return row
+
+    def withdraw_published(self, kind: PublishedKind, *, now: datetime, document_type: DocumentType | None = None,
+                           certificate_id: int | None = None) -> None:
+        query = update(PublishedObject).where(PublishedObject.kind == PublishedKind(kind),
+                                              PublishedObject.withdrawn_at.is_(None))
+        if document_type is not None:
+            query = query.where(PublishedObject.document_type == DocumentType(document_type))
+        if certificate_id is not None:
+            query = query.where(PublishedObject.certificate_id == certificate_id)
+        self.session.execute(query.values(withdrawn_at=now).execution_options(synchronize_session=False))
+
+    # --- the sign component's journal ----------------------------------------------------
+
+    def add_hsm_operation(self, *, kind: HsmOperationKind, hsm_label: str, purpose: str, now: datetime,
+                          request_id: str | None = None, details: dict[str, Any] | None = None) -> HsmOperation:
+        row = HsmOperation(kind=HsmOperationKind(kind), hsm_label=hsm_label, purpose=purpose, request_id=request_id,
+                           state=HsmOperationState.PENDING, details=details or {}, created_at=now, updated_at=now)
+        self.session.add(row)
+        self._flush("HSM operation")
+        return row
+
+    def move_hsm_operation(self, operation_id: int, expected: Sequence[HsmOperationState], new: HsmOperationState, *,
+                           now: datetime, **fields: Any) -> None:
+        """Compare-and-set on the journal row: a step adopts an operation exactly once."""
+        result = self.session.execute(
+            update(HsmOperation)
+            .where(HsmOperation.id == operation_id, HsmOperation.state.in_([HsmOperationState(e) for e in expected]))
+            .values(state=new, updated_at=now, **fields)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise StaleState(f"HSM operation {operation_id} is not {'/'.join(e.value for e in expected)}",
+                             operation_id=operation_id)
+
+    def unsettled_hsm_operations(self, older_than: datetime) -> Sequence[HsmOperation]:
+        return self.session.scalars(
+            select(HsmOperation)
+            .where(HsmOperation.state.in_([HsmOperationState.PENDING, HsmOperationState.DONE]),
+                   HsmOperation.updated_at <= older_than)
+            .order_by(HsmOperation.id)
+        ).all()
+
+    def hsm_operations(self) -> Sequence[HsmOperation]:
+        return self.session.scalars(select(HsmOperation).order_by(HsmOperation.id)).all()
+
+    def next_crl_number(self, issuer_fingerprint_sha256: str) -> int:
+        """Monotonic cRLNumber per issuer; the unique (issuer, number) constraint settles races."""
+        current = self.session.execute(
+            select(func.max(Crl.crl_number)).where(Crl.issuer_fingerprint_sha256 == issuer_fingerprint_sha256)
+        ).scalar_one()
+        return (current or 0) + 1
 
     # --- CRLs -----------------------------------------------------------------------------
 

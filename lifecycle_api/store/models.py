@@ -102,6 +102,23 @@ class PublishedKind(str, Enum):
     TRUSTED_ROOTS = "trusted_roots"
 
 
+class HsmOperationKind(str, Enum):
+    GENERATE_KEY = "generate_key"
+    SIGN = "sign"
+
+
+class HsmOperationState(str, Enum):
+    """The journal of the sign component (STYLE: write down what you are about to sign
+    before touching the HSM)."""
+
+    PENDING = "pending"  # written and committed before the HSM is touched
+    DONE = "done"  # the HSM did it (key exists / signature made and verified); not yet part of a committed step
+    COMMITTED = "committed"  # the result is part of a committed workflow step
+    FAILED = "failed"  # the HSM or the builder refused; nothing came out
+    ABANDONED = "abandoned"  # a signature was made but its step never committed (never handed out)
+    DESTROYED = "destroyed"  # a generated key whose step failed, destroyed in the HSM
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -338,6 +355,27 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)  # a fork cannot be committed
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class HsmOperation(Base):
+    """One HSM operation, journalled in its own committed transaction before the HSM is
+    touched; recovery (`lifecycle_api.authority.Authority.recover`) settles every row left
+    pending or done by a crash: generated keys are destroyed, signatures abandoned."""
+
+    __tablename__ = "hsm_operations"
+    __table_args__ = (Index("ix_hsm_operations_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[HsmOperationKind] = mapped_column(EnumText(HsmOperationKind))
+    hsm_label: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(100))
+    request_id: Mapped[str | None] = mapped_column(String(36))  # no FK: a ceremony or a bare key has none
+    input_sha256: Mapped[str | None] = mapped_column(String(64))  # what was handed to the HSM to sign
+    output_sha256: Mapped[str | None] = mapped_column(String(64))  # the verified product (certificate, CRL…)
+    state: Mapped[HsmOperationState] = mapped_column(EnumText(HsmOperationState))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class OutboxMessage(Base):

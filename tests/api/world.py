@@ -157,20 +157,22 @@ class World:
             return tx.row_counts()
 
 
-def open_world(database_url: str, org_pki: OrgPkiForTests, handlers: HandlerRegistry | None = None) -> World:
-    """The service on an existing database (fresh clock at START)."""
+def open_world(database_url: str, org_pki: OrgPkiForTests, handlers: HandlerRegistry | None = None,
+               keyring: Any = None) -> World:
+    """The service on an existing database (fresh clock at START); `keyring` (a KeyStore)
+    gives it the HSM, and with it the sign component of the certificate flows."""
     clock = FakeClock(START)
     settings = Settings(database_url=database_url, scrypt=ScryptParameters(n=2**4, r=8, p=1))
     store = Store(database_url)
     trust = OrgPkiTrust(roots=(org_pki.pki.root.der,), intermediates=(org_pki.pki.sub_ca.der,))
-    app = create_app(settings, clock, trust=trust, handlers=handlers or test_handlers(), store=store)
+    app = create_app(settings, clock, trust=trust, handlers=handlers or test_handlers(), store=store, keyring=keyring)
     client = TestClient(app, raise_server_exceptions=False)
     return World(client=client, clock=clock, store=store, org_pki=org_pki)
 
 
-def clone_world(template: World, database_url: str) -> World:
+def clone_world(template: World, database_url: str, keyring: Any = None) -> World:
     """A world on a copy of the template's database: same parties and tokens, fresh clock."""
-    world = open_world(database_url, template.org_pki)
+    world = open_world(database_url, template.org_pki, keyring=keyring)
     world.parties = dict(template.parties)
     world.crl_number = template.crl_number
     return world
@@ -181,12 +183,13 @@ def close_world(world: World) -> None:
     world.store.dispose()
 
 
-def build_world(database_url: str, org_pki: OrgPkiForTests, handlers: HandlerRegistry | None = None) -> World:
+def build_world(database_url: str, org_pki: OrgPkiForTests, handlers: HandlerRegistry | None = None,
+                keyring: Any = None) -> World:
     """Create the schema and every party through the HTTP API."""
     schema = Store(database_url)
     schema.create_schema()
     schema.dispose()
-    world = open_world(database_url, org_pki, handlers)
+    world = open_world(database_url, org_pki, handlers, keyring=keyring)
     client = world.client
     services = client.app.state.services
     admin = bootstrap_provider(services, name="Cục Chứng thực số và Bảo mật thông tin")

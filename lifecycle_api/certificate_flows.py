@@ -1,0 +1,622 @@
+"""The certificate flows of REQUIREMENTS.md §3, as request handlers of the workflow.
+
+Each flow is the same three hops — the applicant signs, its ministry's Cơ yếu unit
+countersigns, the Provider acts — and the Provider's act is decide / sign / store: the
+handler's `prepare` decides (read-only) and signs through the sign component outside any
+transaction; its `act` stores the product in the workflow step's one transaction.
+
+Request types (payload fields; every binary value base64):
+
+* ``ds_certificate`` (Agency): ``{"hsm_label", "csr"}`` — the DS key the Agency generated in
+  the service's HSM (`POST /v1/ds/keys`) and its PKCS#10 request; the Provider issues from
+  the CSCA of the document type with PKUP ≤ the decree's DS key-usage limit and a
+  signature budget from the policy.  Optional ``key_usage_months``, ``validity_months``.
+* ``is_certificate`` (Agency, IS operator): ``{"cv_request"}`` — a CV request naming our DV
+  (CAR).  A renewal is an authenticated request whose outer signature is made with the
+  applicant's *current* IS key (its certificate's CHR as outer CAR); only the holder of that
+  certificate may renew it.  Optional ``validity_days``.
+* ``foreign_dv_certificate`` (Agency): ``{"cv_request", "foreign_state_organisation_id"}`` —
+  a foreign DV's request, authenticated by that state's registered CVCA; the Provider
+  issues a foreign-DV certificate (role 01) from our CVCA.
+* ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
+  generates our DV key and its CV request to that state (outer-signed by our CVCA when it
+  is the first request to that state) and returns it for export; the foreign certificate
+  comes back through `POST /v1/cv/foreign-certificates` (`import_foreign_dv_certificate`).
+* ``revocation`` (Agency, IS operator): see `revocation.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from cvc.builders import build_authenticated_request, build_dv_certificate, build_request, build_terminal_certificate
+from cvc.certificate import AuthenticatedRequest, CvRequest, parse_request
+from cvc.certificate import parse_certificate as parse_cv_certificate
+from cvc.errors import CvcError
+from cvc.validation import check_chain_at, order_chain, trust_point, verify_chain_at, verify_request
+from icao_pki.certificate import build_ds_certificate, parse_certificate
+from icao_pki.names import DistinguishedName
+from icao_pki.policy import CertificateFormat, DocumentType, Policy, Role, Window, add_months, cv_max_expiration
+from icao_pki.signature import load_spki
+
+from .auth import Caller
+from .authority import CaKey, GeneratedKey, Signed
+from .ceremonies import crl_url, dv_chr
+from .csr import build_csr, parse_and_verify_csr
+from .deadlines import DeadlineRule
+from .errors import Forbidden, InvalidInput, NotFound
+from .handlers import ActContext, HandlerRegistry, PrepareContext, RequestHandler
+from .hierarchy import (
+    authority_of,
+    certificate_view,
+    current_ca,
+    cv_chain,
+    day_end,
+    day_start,
+    publish,
+    store_cv,
+    store_x509,
+)
+from .services import Services
+from .store import Certificate, CertificateStatus, KeyState, PartyType, PublishedKind, RequestState, StoreTx
+
+DS = "ds_certificate"
+IS = "is_certificate"
+FOREIGN_DV = "foreign_dv_certificate"
+DV_ABROAD = "dv_request_abroad"
+DEFAULT_DS_SPEC = {DocumentType.PASSPORT: "brainpoolP256r1", DocumentType.IDCARD: "rsa2048"}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _bytes(payload: Mapping[str, Any], name: str) -> bytes:
+    value = payload.get(name)
+    if not isinstance(value, str):
+        raise InvalidInput(f"payload.{name} (base64) is required")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"payload.{name} is not base64") from None
+
+
+def _int(payload: Mapping[str, Any], name: str, default: int) -> int:
+    value = payload.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidInput(f"payload.{name} must be a positive integer")
+    return value
+
+
+_REF = datetime(2001, 1, 1, tzinfo=UTC)
+
+
+# --- DS -------------------------------------------------------------------------------------
+
+
+def ds_subject(document_type: DocumentType, organisation: str, label: str) -> DistinguishedName:
+    return DistinguishedName(common_name=f"Document Signer {document_type.label} {label}",
+                             organizational_unit=organisation[:64])
+
+
+def create_ds_key(services: Services, caller: Caller, document_type: DocumentType, key_spec: str | None) -> dict[str, Any]:
+    """The Agency's DS key, generated in the service's HSM, with its CSR (proof of possession).
+
+    The key is known to the database (state generated, holder the Agency) only when the
+    step commits; a failure destroys it, a crash leaves it to `Authority.recover`."""
+    if caller.party_type is not PartyType.AGENCY:
+        raise Forbidden("only an Agency requests DS keys")
+    authority = authority_of(services)
+    with services.store.transaction() as tx:
+        org = tx.organisation(caller.organisation_id)
+        if document_type.value not in org.document_types:
+            raise Forbidden(f"{org.name} does not serve {document_type.label} issuance")
+        org_name = org.name
+    spec = key_spec or DEFAULT_DS_SPEC[document_type]
+    key = authority.generate_key(document_type, Role.DS, spec, purpose=f"DS key of {org_name}")
+    try:
+        subject = ds_subject(document_type, org_name, key.label).to_asn1()
+        csr = authority.sign(key.signer, key.label, lambda s: build_csr(s, subject),
+                             lambda der: _same_key(parse_and_verify_csr(der).spki_der, key), purpose="DS CSR")
+        now = services.clock.now()
+        with services.store.transaction() as tx:
+            row = tx.add_key(hsm_label=key.label, role=Role.DS, document_type=document_type, algorithm=spec, now=now,
+                             organisation_id=caller.organisation_id, state=KeyState.GENERATED)
+            authority.commit(tx, key.operation_id)
+            authority.commit(tx, csr.operation_id)
+            tx.append_audit(at=now, action="ds.key_generated", entity_type="key", entity_id=row.id,
+                            details={"hsm_label": key.label, "document_type": document_type.value, "spec": spec},
+                            actor_organisation_id=caller.organisation_id, actor_operator_id=caller.operator_id)
+            return {"key_id": row.id, "hsm_label": key.label, "document_type": document_type.value,
+                    "csr": b64(csr.der)}
+    except BaseException as exc:
+        if isinstance(exc, Exception):  # a crash (KeyboardInterrupt, kill) is left to recovery
+            authority.discard(key, f"DS key request failed: {type(exc).__name__}: {exc}",
+                              actor_organisation_id=caller.organisation_id)
+        raise
+
+
+def _same_key(spki_der: bytes, key: GeneratedKey) -> None:
+    if load_spki(spki_der) != load_spki(key.signer.public_key_info()):
+        raise InvalidInput("the CSR does not carry the generated key")
+
+
+def validate_ds(payload: Mapping[str, Any], document_type: DocumentType | None, policy: Policy) -> None:
+    _bytes(payload, "csr")
+    if not isinstance(payload.get("hsm_label"), str):
+        raise InvalidInput("payload.hsm_label (the DS key's label) is required")
+    assert document_type is not None
+    limit = policy.limit(document_type, Role.DS)
+    usage = _int(payload, "key_usage_months", limit.key_usage_months)
+    validity = _int(payload, "validity_months", limit.certificate_validity_months)
+    policy.check_certificate(Role.DS, document_type, Window(_REF, add_months(_REF, validity)),
+                             key_usage=Window(_REF, add_months(_REF, usage)))
+
+
+@dataclass(frozen=True)
+class _PreparedDs:
+    signed: Signed
+    key_id: int
+    csca_id: int
+    usage: Window
+    max_signatures: int | None
+
+
+def prepare_ds(ctx: PrepareContext) -> _PreparedDs:
+    services, req, now = ctx.services, ctx.request, ctx.now
+    authority = authority_of(services)
+    doc = DocumentType(req.document_type)
+    csr = parse_and_verify_csr(_bytes(req.payload, "csr"))
+    label = req.payload["hsm_label"]
+    with services.store.transaction() as tx:
+        key = tx.key_by_label(label)
+        if key is None or key.organisation_id != req.applicant_organisation_id or key.role is not Role.DS \
+                or key.document_type is not doc:
+            raise InvalidInput(f"{label} is not a {doc.value} DS key of the applicant", hsm_label=label)
+        if key.state is not KeyState.GENERATED:
+            raise InvalidInput(f"DS key {label} is {key.state.value}; a DS key is certified once", hsm_label=label)
+        if load_spki(authority.keystore.signer(label).public_key_info()) != csr.public_key:
+            raise InvalidInput(f"the CSR does not carry the key {label} holds")
+        org_name = tx.organisation(req.applicant_organisation_id).name
+        csca_row, ca = current_ca(tx, authority, Role.CSCA, doc, now, CertificateFormat.X509)
+        key_id = key.id
+    limit = ctx.policy.limit(doc, Role.DS)
+    usage = Window(now, add_months(now, _int(req.payload, "key_usage_months", limit.key_usage_months)))
+    end = add_months(now, _int(req.payload, "validity_months", limit.certificate_validity_months))
+    validity = Window(now, min(end, csca_row.not_after))
+    assert ca.x509 is not None
+    csca = ca.x509
+    subject = ds_subject(doc, org_name, label)
+
+    def build(signer: Any) -> bytes:
+        return build_ds_certificate(signer, csca, csr.spki_der, subject, validity=validity, private_key_usage=usage,
+                                    document_type=doc, crl_distribution_points=[crl_url(services, doc)],
+                                    policy=ctx.policy)
+
+    signed = authority.sign(ca.signer, ca.label, build, lambda der: parse_certificate(der).verify_issued_by(csca),
+                            purpose="DS certificate", request_id=req.id)
+    return _PreparedDs(signed, key_id, ca.certificate_id, usage, limit.max_signatures)
+
+
+def act_ds(ctx: ActContext) -> dict[str, Any]:
+    p: _PreparedDs = ctx.prepared
+    doc = DocumentType(ctx.request.document_type)
+    authority = authority_of(_services_of(ctx))
+    ctx.tx.activate_key(p.key_id, expected=KeyState.GENERATED, usage_not_before=p.usage.start,
+                        usage_not_after=p.usage.end, max_signatures=p.max_signatures)
+    cert = store_x509(ctx.tx, p.signed.der, role=Role.DS, document_type=doc, now=ctx.now, key_id=p.key_id,
+                      issuer_certificate_id=p.csca_id, organisation_id=ctx.request.applicant_organisation_id,
+                      request_id=ctx.request.id)
+    publish(ctx.tx, PublishedKind.DS, p.signed.der, f"DS {cert.subject}", ctx.now, document_type=doc,
+            certificate_id=cert.id)
+    authority.commit(ctx.tx, p.signed.operation_id)
+    key = ctx.tx.key(p.key_id)
+    return {**certificate_view(cert), "hsm_label": key.hsm_label, "key_id": key.id,
+            "max_signatures": p.max_signatures, "key_usage_not_after": p.usage.end.isoformat()}
+
+
+# --- CV: IS certificates -----------------------------------------------------------------------
+
+
+def _cv_request(payload: Mapping[str, Any]) -> CvRequest | AuthenticatedRequest:
+    try:
+        return parse_request(_bytes(payload, "cv_request"))
+    except CvcError as exc:
+        raise InvalidInput(f"payload.cv_request is not a CV request: {exc}") from None
+
+
+def validate_is(payload: Mapping[str, Any], document_type: DocumentType | None, policy: Policy) -> None:
+    _cv_request(payload)
+    assert document_type is not None
+    days = _int(payload, "validity_days", 30)
+    start = date(2001, 1, 1)
+    policy.check_certificate(Role.IS, document_type, Window(start, start + timedelta(days=days - 1)),
+                             certificate_format=CertificateFormat.CV)
+
+
+@dataclass(frozen=True)
+class _PreparedCv:
+    signed: Signed
+    issuer_id: int
+    chain: list[bytes]
+    role: Role
+    holder_id: int
+    others: tuple[Signed, ...] = ()
+
+
+def _dv_for(tx: StoreTx, car: str | None, doc: DocumentType, now: datetime) -> Certificate:
+    """Our DV named by the request's CAR (domestic, or certified by a foreign CVCA)."""
+    if car is not None:
+        row = tx.certificate_by_chr(car)
+        if row is not None and row.role is Role.DVCA and row.key_id is not None:
+            return row
+        raise InvalidInput(f"the request names CAR {car}, which is not a DV of this service", car=car)
+    found = tx.active_ca(Role.DVCA, doc, now, certificate_format=CertificateFormat.CV)
+    if found is None:
+        raise NotFound(f"no active {doc.value} DV; run the DVCA ceremony")
+    return found[0]
+
+
+def prepare_is(ctx: PrepareContext) -> _PreparedCv:
+    services, req, now = ctx.services, ctx.request, ctx.now
+    authority = authority_of(services)
+    doc = DocumentType(req.document_type)
+    request = _cv_request(req.payload)
+    inner = request.request if isinstance(request, AuthenticatedRequest) else request
+    today = now.date()
+    with services.store.transaction() as tx:
+        dv_row = _dv_for(tx, inner.car, doc, now)
+        if dv_row.status is not CertificateStatus.ACTIVE or not (dv_row.not_before <= now <= dv_row.not_after):
+            raise InvalidInput(f"DV {dv_row.chr} is not valid now")
+        chain = cv_chain(tx, dv_row)
+        dv = authority.load_ca(tx, dv_row, inherited_curve=chain.trust.public_key.curve)
+        authority.check_key(tx, dv, now)
+        if isinstance(request, AuthenticatedRequest):
+            _check_renewal(tx, request, req.applicant_organisation_id, today)
+        elif tx.certificates(role=Role.IS, organisation_id=req.applicant_organisation_id, document_type=doc) and \
+                any(c.chr == inner.chr for c in tx.certificates(role=Role.IS)):
+            raise InvalidInput(f"{inner.chr} is already certified; renew with an authenticated request")
+    try:
+        verify_request(request)
+    except CvcError as exc:
+        raise InvalidInput(f"the CV request does not verify: {exc}") from None
+    assert dv.cv is not None
+    dv_cert = dv.cv
+    days = _int(req.payload, "validity_days", 30)
+    expiration = min(today + timedelta(days=days - 1), cv_max_expiration(today, ctx.policy.limit(doc, Role.IS)
+                                                                          .certificate_validity_months),
+                     dv_cert.expiration_date)
+
+    def build(signer: Any) -> bytes:
+        return build_terminal_certificate(signer, dv_cert, request, effective_date=today, expiration_date=expiration,
+                                          document_type=doc, policy=ctx.policy)
+
+    signed = authority.sign(
+        dv.signer, dv.label, build,
+        lambda der: _ok(verify_chain_at(chain.trust, [*chain.chain, parse_cv_certificate(der)], today)),
+        purpose="IS certificate", request_id=req.id)
+    return _PreparedCv(signed, dv.certificate_id, [r.der for r in chain.rows], Role.IS, req.applicant_organisation_id)
+
+
+def _check_renewal(tx: StoreTx, request: AuthenticatedRequest, applicant: int, today: date) -> None:
+    """Outer signature by the applicant's *current* IS certificate (TR-03110-3 C.2.6)."""
+    current = tx.certificate_by_chr(request.outer_car)
+    if current is None or current.role is not Role.IS:
+        raise InvalidInput(f"outer CAR {request.outer_car} is not an IS certificate of this service")
+    if current.organisation_id != applicant:
+        raise Forbidden("an IS operator can only renew its own IS certificates", outer_car=request.outer_car)
+    if current.status is not CertificateStatus.ACTIVE:
+        raise InvalidInput(f"{request.outer_car} is {current.status.value}; renew only with a current certificate")
+    chain = cv_chain(tx, current)
+    report = check_chain_at(chain.trust, chain.chain, today)
+    if report.findings or report.terminal is None:
+        raise InvalidInput(f"the current IS certificate {request.outer_car} is not valid today",
+                           findings=[f.message for f in report.findings])
+    try:
+        request.verify_outer_signature(report.terminal.public_key, report.terminal.algorithm)
+    except CvcError as exc:
+        raise InvalidInput(f"the outer signature does not verify with {request.outer_car}: {exc}") from None
+
+
+def act_cv(ctx: ActContext) -> dict[str, Any]:
+    p: _PreparedCv = ctx.prepared
+    doc = DocumentType(ctx.request.document_type)
+    authority = authority_of(_services_of(ctx))
+    cert = store_cv(ctx.tx, p.signed.der, role=p.role, document_type=doc, now=ctx.now,
+                    issuer_certificate_id=p.issuer_id, organisation_id=p.holder_id, request_id=ctx.request.id)
+    authority.commit(ctx.tx, p.signed.operation_id)
+    for other in p.others:
+        authority.commit(ctx.tx, other.operation_id)
+    if p.holder_id != ctx.request.applicant_organisation_id:
+        ctx.tx.enqueue_notification(organisation_id=p.holder_id, event="certificate.issued",
+                                    payload={"event": "certificate.issued", "request_id": ctx.request.id,
+                                             "certificate": b64(p.signed.der), "chr": cert.chr},
+                                    now=ctx.now, request_id=ctx.request.id)
+    return {**certificate_view(cert), "chain": [b64(d) for d in p.chain]}
+
+
+# --- CV: a foreign DV certified by our CVCA ----------------------------------------------------
+
+
+def validate_foreign_dv(payload: Mapping[str, Any], document_type: DocumentType | None, policy: Policy) -> None:
+    request = _cv_request(payload)
+    if not isinstance(request, AuthenticatedRequest):
+        raise InvalidInput("a foreign DV request must be authenticated by its state's CVCA")
+    if not isinstance(payload.get("foreign_state_organisation_id"), int):
+        raise InvalidInput("payload.foreign_state_organisation_id is required")
+    assert document_type is not None
+    days = _int(payload, "validity_days", 90)
+    start = date(2001, 1, 1)
+    policy.check_certificate(Role.DVCA, document_type, Window(start, start + timedelta(days=days - 1)),
+                             certificate_format=CertificateFormat.CV)
+
+
+def _foreign_state(tx: StoreTx, organisation_id: Any) -> int:
+    org = tx.organisation(organisation_id)
+    if org.party_type is not PartyType.FOREIGN_STATE:
+        raise InvalidInput(f"organisation {organisation_id} is not a foreign state")
+    return org.id
+
+
+def _registered_cvca(tx: StoreTx, state_id: int, chr: str) -> Certificate:
+    for row in tx.certificates(role=Role.CVCA, organisation_id=state_id, certificate_format=CertificateFormat.CV):
+        if row.chr == chr and row.status is CertificateStatus.ACTIVE:
+            return row
+    raise InvalidInput(f"{chr} is not a registered CVCA of that state", chr=chr)
+
+
+def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
+    services, req, now = ctx.services, ctx.request, ctx.now
+    authority = authority_of(services)
+    doc = DocumentType(req.document_type)
+    request = _cv_request(req.payload)
+    assert isinstance(request, AuthenticatedRequest)
+    today = now.date()
+    with services.store.transaction() as tx:
+        state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
+        outer_row = _registered_cvca(tx, state_id, request.outer_car)
+        outer_chain = cv_chain(tx, outer_row)
+        cvca_row, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV,
+                                    organisation_id=None)
+    report = check_chain_at(outer_chain.trust, outer_chain.chain, today) if outer_chain.chain else None
+    outer_key = trust_point(outer_chain.trust) if report is None else None
+    try:
+        if report is not None:
+            if report.findings:
+                raise InvalidInput(f"the foreign CVCA chain to {request.outer_car} is not valid today")
+            last = outer_chain.chain[-1]
+            key = last.public_key.public_key(outer_chain.trust.public_key.curve)
+            request.verify_outer_signature(key, last.public_key.algorithm)
+        else:
+            assert outer_key is not None
+            request.verify_outer_signature(outer_key.public_key, outer_key.algorithm)
+        verify_request(request)
+    except CvcError as exc:
+        raise InvalidInput(f"the foreign DV request does not verify: {exc}") from None
+    assert cvca.cv is not None
+    ours = cvca.cv
+    days = _int(req.payload, "validity_days", 90)
+    expiration = min(today + timedelta(days=days - 1), ours.expiration_date)
+
+    def build(signer: Any) -> bytes:
+        return build_dv_certificate(signer, ours, request, domestic=False, effective_date=today,
+                                    expiration_date=expiration, document_type=doc, policy=ctx.policy)
+
+    signed = authority.sign(cvca.signer, cvca.label, build,
+                            lambda der: _ok(verify_chain_at(ours, [parse_cv_certificate(der)], today)),
+                            purpose="foreign DV certificate", request_id=req.id)
+    return _PreparedCv(signed, cvca_row.id, [cvca_row.der], Role.DVCA, state_id)
+
+
+# --- CV: our DV certified by a foreign CVCA ----------------------------------------------------
+
+
+def validate_dv_abroad(payload: Mapping[str, Any], document_type: DocumentType | None, policy: Policy) -> None:
+    if not isinstance(payload.get("foreign_state_organisation_id"), int):
+        raise InvalidInput("payload.foreign_state_organisation_id is required")
+
+
+@dataclass(frozen=True)
+class _PreparedAbroad:
+    key: GeneratedKey
+    request: Signed
+    outer: Signed | None
+    chr: str
+    foreign_cvca_chr: str
+    state_id: int
+
+
+def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
+    services, req, now = ctx.services, ctx.request, ctx.now
+    authority = authority_of(services)
+    doc = DocumentType(req.document_type)
+    with services.store.transaction() as tx:
+        state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
+        state = tx.organisation(state_id)
+        cvcas = [r for r in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+                                            certificate_format=CertificateFormat.CV)
+                 if r.status is CertificateStatus.ACTIVE and r.not_before <= now <= r.not_after]
+        if not cvcas:
+            raise InvalidInput(f"{state.name} has no registered CVCA valid now")
+        foreign_cvca = cvcas[-1]
+        first = not any(
+            r.role is Role.DVCA and r.issuer_certificate_id in {c.id for c in tx.certificates(
+                role=Role.CVCA, organisation_id=state_id)}
+            for r in tx.certificates(role=Role.DVCA, document_type=doc)
+        )
+        _, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV) if first else (None, None)
+        country = state.country.upper()
+        curve_of_foreign = parse_cv_certificate(foreign_cvca.der).public_key.curve
+    spec = curve_of_foreign.name if curve_of_foreign is not None else "rsa2048"
+    key = authority.generate_key(doc, Role.DVCA, spec, purpose=f"DV key for {country}", request_id=req.id)
+    try:
+        chr = dv_chr(doc, key.label, country[:3])
+        inner = authority.sign(key.signer, key.label, lambda s: build_request(s, chr=chr, car=foreign_cvca.chr),
+                               lambda der: _ok(verify_request(parse_request(der))), purpose="DV request abroad",
+                               request_id=req.id)
+        outer = None
+        if first:
+            assert cvca is not None and cvca.cv is not None
+            ours: CaKey = cvca
+            outer = authority.sign(
+                ours.signer, ours.label,
+                lambda s: build_authenticated_request(inner.der, s, outer_car=ours.cv.chr),  # type: ignore[union-attr]
+                lambda der: _verify_outer(der, ours), purpose="DV request abroad (outer, our CVCA)",
+                request_id=req.id)
+        return _PreparedAbroad(key, inner, outer, chr, foreign_cvca.chr, state_id)
+    except Exception as exc:
+        authority.discard(key, f"request {req.id} failed: {exc}")
+        raise
+
+
+def _verify_outer(der: bytes, cvca: CaKey) -> None:
+    request = parse_request(der)
+    assert isinstance(request, AuthenticatedRequest) and cvca.cv is not None
+    tp = trust_point(cvca.cv)
+    request.verify_outer_signature(tp.public_key, tp.algorithm)
+
+
+def act_dv_abroad(ctx: ActContext) -> dict[str, Any]:
+    p: _PreparedAbroad = ctx.prepared
+    authority = authority_of(_services_of(ctx))
+    doc = DocumentType(ctx.request.document_type)
+    row = ctx.tx.add_key(hsm_label=p.key.label, role=Role.DVCA, document_type=doc, algorithm=p.key.spec,
+                         now=ctx.now, organisation_id=ctx.caller.organisation_id, state=KeyState.GENERATED)
+    for op in (p.key.operation_id, p.request.operation_id, *( [p.outer.operation_id] if p.outer else [])):
+        authority.commit(ctx.tx, op)
+    exported = p.outer.der if p.outer else p.request.der
+    return {"cv_request": b64(exported), "chr": p.chr, "car": p.foreign_cvca_chr, "authenticated": p.outer is not None,
+            "key_id": row.id, "hsm_label": p.key.label, "foreign_state_organisation_id": p.state_id}
+
+
+def import_foreign_dv_certificate(services: Services, caller: Caller, request_id: str, der: bytes) -> dict[str, Any]:
+    """The foreign state's certificate for our DV: verified against that state's registered
+    CVCA (through its link certificates), bound to our key, then installed."""
+    if caller.party_type is not PartyType.PROVIDER:
+        raise Forbidden("only the Provider installs foreign certificates")
+    authority = authority_of(services)
+    now = services.clock.now()
+    try:
+        cert = parse_cv_certificate(der)
+    except CvcError as exc:
+        raise InvalidInput(f"not a CV certificate: {exc}") from None
+    with services.store.transaction() as tx:
+        req = tx.request(request_id)
+        if req.request_type != DV_ABROAD or req.state is not RequestState.COMPLETED or not req.result:
+            raise InvalidInput(f"request {request_id} is not a completed DV request abroad")
+        if cert.chr != req.result["chr"]:
+            raise InvalidInput(f"the certificate is for {cert.chr}, the request was for {req.result['chr']}")
+        if tx.certificate_by_chr(cert.chr) is not None:
+            raise InvalidInput(f"{cert.chr} is already installed")
+        state_id = req.result["foreign_state_organisation_id"]
+        registered = [r for r in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+                                                 certificate_format=CertificateFormat.CV)
+                      if r.status is CertificateStatus.ACTIVE]
+        roots = [parse_cv_certificate(r.der) for r in registered]
+        issuer_row = next((r for r in registered if r.chr == cert.car), None)
+        if issuer_row is None:
+            raise InvalidInput(f"the certificate's CAR {cert.car} is not a registered CVCA of that state")
+        trust = next((c for c in roots if c.is_self_signed), None)
+        if trust is None:
+            raise InvalidInput("that state has no registered self-signed CVCA")
+        try:
+            chain = order_chain(trust, [c for c in roots if not c.is_self_signed and c.chr != trust.chr] + [cert])
+            chain = chain[: [c.chr for c in chain].index(cert.chr) + 1]
+            verify_chain_at(trust, [c for c in chain if c.chr != cert.chr or c is cert], now.date())
+        except (CvcError, ValueError) as exc:
+            raise InvalidInput(f"the certificate does not verify against {trust.chr}: {exc}") from None
+        key = tx.key(req.result["key_id"])
+        held = load_spki(authority.keystore.signer(key.hsm_label).public_key_info())
+        if held != cert.public_key.public_key(trust.public_key.curve):
+            raise InvalidInput("the certificate does not carry our DV key")
+        tx.activate_key(key.id, expected=KeyState.GENERATED, usage_not_before=day_start(cert.effective_date),
+                        usage_not_after=day_end(cert.expiration_date), max_signatures=None)
+        row = store_cv(tx, der, role=Role.DVCA, document_type=DocumentType(req.document_type), now=now, key_id=key.id,
+                       issuer_certificate_id=issuer_row.id, organisation_id=caller.organisation_id,
+                       request_id=request_id)
+        tx.append_audit(at=now, action="cv.foreign_dv_installed", entity_type="certificate", entity_id=row.id,
+                        details={"chr": row.chr, "car": cert.car}, actor_organisation_id=caller.organisation_id,
+                        actor_operator_id=caller.operator_id)
+        return certificate_view(row)
+
+
+def register_foreign_cvca(services: Services, caller: Caller, organisation_id: int, der: bytes) -> dict[str, Any]:
+    """Organisation setup for a foreign state: its CVCA (self-signed) or a link certificate
+    from a CVCA already registered for it, verified before it is trusted."""
+    if caller.party_type is not PartyType.PROVIDER:
+        raise Forbidden("only the Provider registers foreign CVCAs")
+    now = services.clock.now()
+    try:
+        cert = parse_cv_certificate(der)
+    except CvcError as exc:
+        raise InvalidInput(f"not a CV certificate: {exc}") from None
+    with services.store.transaction() as tx:
+        state_id = _foreign_state(tx, organisation_id)
+        issuer_id = None
+        try:
+            if cert.is_self_signed:
+                trust_point(cert)
+            else:
+                issuer_row = _registered_cvca(tx, state_id, cert.car)
+                up = cv_chain(tx, issuer_row)
+                verify_chain_at(up.trust, [*up.chain, cert], now.date())
+                issuer_id = issuer_row.id
+        except CvcError as exc:
+            raise InvalidInput(f"the CVCA certificate does not verify: {exc}") from None
+        if cert.role.name != "CVCA":
+            raise InvalidInput(f"{cert.chr} is not a CVCA certificate")
+        doc = DocumentType.PASSPORT
+        row = store_cv(tx, der, role=Role.CVCA, document_type=doc, now=now, issuer_certificate_id=issuer_id,
+                       organisation_id=state_id, hierarchy=False)
+        tx.append_audit(at=now, action="cv.foreign_cvca_registered", entity_type="certificate", entity_id=row.id,
+                        details={"chr": row.chr, "car": row.issuer, "organisation_id": state_id},
+                        actor_organisation_id=caller.organisation_id, actor_operator_id=caller.operator_id)
+        return certificate_view(row)
+
+
+def _ok(_: object) -> None:
+    return None
+
+
+def _services_of(ctx: ActContext) -> Services:
+    if ctx.services is None:
+        raise RuntimeError("the workflow did not hand the services to the handler")
+    return ctx.services
+
+
+def certificate_handlers(services: Services) -> list[RequestHandler]:
+    """The certificate flows bound to one running service."""
+    from .revocation import revocation_handler
+
+
+    def authority_discard(prepared: _PreparedAbroad, reason: str) -> None:
+        authority_of(services).discard(prepared.key, reason)
+
+    agency = frozenset({PartyType.AGENCY})
+    return [
+        RequestHandler(DS, agency, act_ds, validate=validate_ds, prepare=prepare_ds,
+                       description="DS certificate from the CSCA of the document type"),
+        RequestHandler(IS, frozenset({PartyType.AGENCY, PartyType.IS_OPERATOR}), act_cv, validate=validate_is,
+                       prepare=prepare_is, description="IS (terminal) certificate from our DV; renewal authenticated"),
+        RequestHandler(FOREIGN_DV, agency, act_cv, validate=validate_foreign_dv, prepare=prepare_foreign_dv,
+                       description="foreign DV certificate from our CVCA"),
+        RequestHandler(DV_ABROAD, agency, act_dv_abroad, validate=validate_dv_abroad, prepare=prepare_dv_abroad,
+                       discard=authority_discard, description="our DV key and CV request to a foreign CVCA"),
+        revocation_handler(services, DeadlineRule.parse(services.settings.revocation_deadline)),
+    ]
+
+
+def register_certificate_handlers(services: Services) -> HandlerRegistry:
+    for handler in certificate_handlers(services):
+        if handler.request_type not in services.handlers.types():
+            services.handlers.register(handler)
+    return services.handlers
+
+
+__all__ = ["DS", "DV_ABROAD", "FOREIGN_DV", "IS", "create_ds_key", "import_foreign_dv_certificate",
+           "register_certificate_handlers", "register_foreign_cvca"]
