@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
-from asn1crypto import x509
+from asn1crypto import pem, x509
 
 from .cms import (
     CmsDecodeError,
@@ -268,8 +268,17 @@ def _trust_pool(trust: Trust, at: datetime, findings: list[Finding]) -> list[x50
         findings += [f for f in trust.findings if f.code == "ml-signer-self-asserted"]
         ders: Sequence[bytes] = trust.trusted_certificates
     else:
-        # DER bytes, or parsed certificates carrying `.der` (icao_pki.certificate.Certificate)
-        ders = [getattr(item, "der", item) for item in trust]
+        # DER or PEM bytes, or parsed certificates carrying `.der` (icao_pki.certificate.Certificate)
+        ders = []
+        for item in trust:
+            data = getattr(item, "der", item)
+            if isinstance(data, bytes | bytearray) and pem.detect(data):
+                try:
+                    ders += [der for kind, _, der in pem.unarmor(bytes(data), multiple=True) if kind == "CERTIFICATE"]
+                except ValueError as exc:
+                    findings.append(warning("trust-anchor-unusable", f"ignored a trust PEM block: {exc}"))
+                continue
+            ders.append(data)
     pool = []
     for der in ders:
         try:
