@@ -158,6 +158,17 @@ def validate_ds(payload: Mapping[str, Any], document_type: DocumentType | None, 
                              key_usage=Window(_REF, add_months(_REF, usage)))
 
 
+def check_ds_submission(tx: StoreTx, caller: Caller, payload: Mapping[str, Any]) -> None:
+    """At submission: the CSR proves possession and names a DS key of the applicant not yet certified."""
+    csr = parse_and_verify_csr(_bytes(payload, "csr"))
+    key = tx.key_by_label(payload["hsm_label"])
+    if key is None or key.organisation_id != caller.organisation_id or key.role is not Role.DS:
+        raise InvalidInput(f"{payload['hsm_label']} is not a DS key of the applicant")
+    if key.state is not KeyState.GENERATED:
+        raise InvalidInput(f"DS key {key.hsm_label} is {key.state.value}; a DS key is certified once")
+    del csr
+
+
 @dataclass(frozen=True)
 class _PreparedDs:
     signed: Signed
@@ -599,7 +610,7 @@ def certificate_handlers(services: Services) -> list[RequestHandler]:
 
     agency = frozenset({PartyType.AGENCY})
     return [
-        RequestHandler(DS, agency, act_ds, validate=validate_ds, prepare=prepare_ds,
+        RequestHandler(DS, agency, act_ds, validate=validate_ds, prepare=prepare_ds, check_submission=check_ds_submission,
                        description="DS certificate from the CSCA of the document type"),
         RequestHandler(IS, frozenset({PartyType.AGENCY, PartyType.IS_OPERATOR}), act_cv, validate=validate_is,
                        prepare=prepare_is, description="IS (terminal) certificate from our DV; renewal authenticated"),

@@ -570,7 +570,8 @@ class StoreTx:
 
         A DS key qualifies when its `keys` row is active, `now` lies inside its private-key
         usage window (Art. 23.1b / 26.1b, from the certificate's PKUP), its budget is not
-        spent, and its DS certificate is active and valid.  Newest usage window first;
+        spent, and its DS certificate is active and valid.  Oldest usage window first (a
+        successor issued ahead waits for its predecessor; `signing/keys.py` uses the same rule);
         `organisation_id` narrows to one Agency's keys.  Reserve signatures with
         `reserve_signatures(key.id, n)` before signing, settle after."""
         query = (
@@ -589,7 +590,7 @@ class StoreTx:
                 Certificate.not_before <= now,
                 Certificate.not_after >= now,
             )
-            .order_by(Key.usage_not_before.desc(), Key.id.desc())
+            .order_by(Key.usage_not_before, Key.id)
             .limit(1)
         )
         if organisation_id is not None:

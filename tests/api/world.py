@@ -71,7 +71,7 @@ PARTIES: dict[str, dict[str, Any]] = {
                       "ministry": MPS, "document_types": ["idcard"], "uid": "MNS:A0003"},
     "foreign": {"name": "Utopia CVCA", "party_type": "foreign_state", "country": "UTO", "uid": "HC:UTO0001"},
     "is_operator": {"name": "Trạm kiểm soát cửa khẩu Nội Bài", "party_type": "is_operator", "ministry": MPS,
-                    "uid": "MNS:I0001"},
+                    "document_types": ["passport"], "uid": "MNS:I0001"},
 }
 
 
