@@ -18,3 +18,4 @@ def sworld(tmp_path: Path, keystore: KeyStore) -> Iterator[SigningWorld]:
 
 # the lifecycle API's parties (tests/api/world.py), for the HTTP routes
 from tests.api.conftest import org_pki, pg, sqlite_template, sqlite_world  # noqa: E402, F401
+from tests.flows.conftest import pki_sqlite, pki_sqlite_template  # noqa: E402, F401

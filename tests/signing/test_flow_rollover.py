@@ -1,0 +1,69 @@
+"""Forced rollover through issue 6's real DS flow: Agency key + CSR + signed request → Cơ yếu → Provider."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from icao_pki.pa import verify_pa
+from lifecycle_api.signing import DsSigningService, RolloverThresholds, SodInput, due_rollovers, perform_rollovers
+from lifecycle_api.signing.flow import AgencyFlowRequester
+from lifecycle_api.store import KeyState, Operator
+from tests.flows.pki import PkiWorld, unb64
+from tests.signing.support import data_groups
+
+pytestmark = pytest.mark.hsm
+
+EARLY = RolloverThresholds(count_fraction=0.00001)  # 1 signature of 100,000 makes the key "due"
+
+
+def _csca(pki: PkiWorld) -> bytes:
+    cid = pki.ceremonies["passport_csca"]["certificate_id"]
+    r = pki.client.get(f"/v1/certificates/{cid}", headers=pki.headers("provider"))
+    return unb64(r.json()["der"])
+
+
+def test_rollover_asks_the_successor_through_the_flow(pki_sqlite: PkiWorld) -> None:
+    pki, world = pki_sqlite, pki_sqlite.world
+    key = pki.ds_key()
+    pki.flow("agency", "ds_certificate", "passport", {"hsm_label": key["hsm_label"], "csr": key["csr"]})
+    services = world.client.app.state.services
+    service = DsSigningService(world.store, pki.keystore, world.clock, services.settings.policy, block_size=4)
+    first = service.sign_sod("passport", data_groups(1))
+    assert first.key_label == key["hsm_label"]
+    verify_pa(first.sod, data_groups(1), trust=[_csca(pki)], at=world.clock.now())
+
+    with world.store.transaction() as tx:
+        operator_id = tx.session.scalars(
+            select(Operator.id).where(Operator.organisation_id == world["agency"].organisation_id)
+        ).first()
+
+    def sign(content: bytes, when: datetime) -> bytes:
+        return base64.b64decode(world.sign("agency", content, at=when))
+
+    requester = AgencyFlowRequester(services, operator_id, sign_document=sign)
+    [action] = perform_rollovers(world.store, world.clock, requester, services.settings.policy, EARLY)
+    assert action.due.key_id == key["key_id"]
+    request_id = action.reference
+    # the successor key exists (generated) and the request is open: not asked twice
+    assert due_rollovers(world.store, world.clock, services.settings.policy, EARLY, requester) == []
+    assert perform_rollovers(world.store, world.clock, requester, services.settings.policy, EARLY) == []
+    assert world.countersign(request_id).status_code == 200
+    r = world.act(request_id)
+    assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+    successor = r.json()["result"]
+    assert successor["hsm_label"] != key["hsm_label"]
+
+    # the old key keeps signing until it is spent (oldest first); retire it and the successor signs
+    world.clock.advance(seconds=5)
+    assert service.sign_sod("passport", data_groups(2)).key_label == key["hsm_label"]
+    service.close()
+    with world.store.transaction() as tx:
+        tx.set_key_state(key["key_id"], KeyState.ACTIVE, KeyState.RETIRED, now=world.clock.now())
+    out = service.sign_batch("passport", [SodInput(data_groups(i)) for i in range(3)])
+    assert {s.key_label for s in out} == {successor["hsm_label"]}
+    verify_pa(out[-1].sod, data_groups(2), trust=[_csca(pki)], at=world.clock.now())
+    service.close()
