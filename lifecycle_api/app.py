@@ -83,5 +83,18 @@ def create_app(
     install_problem_handlers(app)
     for r in (*ROUTERS, *extra_routers):
         app.include_router(r)
+    if authority is not None:
+        # start-up cleanup: keys generated for steps that never committed are destroyed,
+        # orphaned signatures abandoned (each audited); see Authority.recover
+        app.router.on_startup.append(lambda: _recover(authority))
     assert_every_route_authorized(app.routes, PUBLIC_PATHS)
     return app
+
+
+def _recover(authority: Authority) -> None:
+    report = authority.recover()
+    if report.destroyed_keys or report.abandoned_signatures:
+        import logging
+
+        logging.getLogger(__name__).warning("start-up recovery: destroyed keys %s, abandoned signatures %s",
+                                            report.destroyed_keys, report.abandoned_signatures)
