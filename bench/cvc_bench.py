@@ -43,8 +43,9 @@ from cvc.builders import (  # noqa: E402
     build_request,
     build_terminal_certificate,
 )
-from cvc.certificate import SIGNATURE_CACHE, clear_key_cache, encode_certificate, parse_certificate  # noqa: E402
+from cvc.certificate import SIGNATURE_CACHE, encode_certificate, parse_certificate  # noqa: E402
 from cvc.validation import verify_chain_at  # noqa: E402
+from icao_pki.signature import clear_key_cache  # noqa: E402
 from tests.support.softsigner import SoftwareSigner  # noqa: E402
 
 DAY = date(2026, 1, 5)

@@ -19,24 +19,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from functools import lru_cache
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-from icao_pki.curves import Curve, curve_by_name
+from icao_pki.curves import Curve
 from icao_pki.policy import Window
 from icao_pki.signature import (
     PSS_ANY_SALT,
-    EcPublicKey,
     PublicKey,
     RsaPublicKey,
     SignatureError,
-    cryptography_hash,
     verify_signature,
 )
-from icao_pki.signer import HashAlgorithm
 
 from . import tlv
 from .algorithms import TaAlgorithm
@@ -171,58 +163,13 @@ def encode_extensions(extensions: tuple[CertificateExtension, ...]) -> bytes:
 # --- the objects --------------------------------------------------------------------------
 
 
-def _ec_verifier(curve: Curve, point: bytes) -> ec.EllipticCurvePublicKey | None:
-    return _ec_verifier_by_name(curve.name, point)
-
-
-@lru_cache(maxsize=256)
-def _ec_verifier_by_name(curve_name: str, point: bytes) -> ec.EllipticCurvePublicKey | None:
-    """The `cryptography` key object for (curve, point), built once per key.
-
-    Why: every CVCA and DV key verifies many certificates, and building the OpenSSL key
-    object (point decoding and validation) costs about a tenth of a brainpool ECDSA
-    verification.  None where `cryptography` lacks the curve (the shared verifier then
-    falls back to pure Python)."""
-    crypto_curve = curve_by_name(curve_name).cryptography_curve()
-    if crypto_curve is None:
-        return None
-    return ec.EllipticCurvePublicKey.from_encoded_point(crypto_curve, point)
-
-
-def clear_key_cache() -> None:
-    """Forget the cached `cryptography` key objects (benchmarks of the cold path)."""
-    _ec_verifier_by_name.cache_clear()
-
-
-@lru_cache(maxsize=8)
-def _ecdsa(hash_algorithm: HashAlgorithm) -> ec.ECDSA:
-    return ec.ECDSA(cryptography_hash(hash_algorithm))
-
-
 def verify_ta_signature(key: PublicKey, algorithm: TaAlgorithm, signature: bytes, data: bytes) -> None:
     """Verify a TR-03110 signature (ECDSA plain r||s, RSA v1.5 or PSS); raises `SignatureError`.
 
     We write RSA-PSS with salt = hash length; on reading we accept any salt length, because
-    OpenPACE (OpenSSL's default) signs with the maximum salt length.
-
-    Well-formed ECDSA signatures on curves `cryptography` knows take a fast path with the
-    key object cached per (curve, point); everything else (RSA, wrong lengths, r or s out of
-    range, other curves) goes through the shared `icao_pki.signature.verify_signature`,
-    which gives the same verdicts and the detailed error messages.
+    OpenPACE (OpenSSL's default) signs with the maximum salt length.  Key objects are cached
+    by the shared verifier, which matters here: CVCA and DV keys verify many certificates.
     """
-    if isinstance(key, EcPublicKey):
-        curve = key.curve
-        size = curve.order_bytes
-        if len(signature) == 2 * size:
-            r = int.from_bytes(signature[:size], "big")
-            s = int.from_bytes(signature[size:], "big")
-            verifier = _ec_verifier(curve, key.point) if 0 < r < curve.n and 0 < s < curve.n else None
-            if verifier is not None:
-                try:
-                    verifier.verify(encode_dss_signature(r, s), data, _ecdsa(algorithm.hash))
-                except InvalidSignature:
-                    raise SignatureError("ECDSA signature does not verify") from None
-                return
     verify_signature(
         key,
         signature,

@@ -10,6 +10,7 @@ brainpoolP320r1) are verified with the `ecdsa` package.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from asn1crypto import core, keys
 from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
@@ -220,7 +221,7 @@ def verify_signature(
     signers vary (OpenPACE uses the maximum salt, Sweden's CSCA a 20-byte salt), so readers may
     pass the salt from the parameters or `PSS_ANY_SALT`, and the MGF1 hash."""
     if isinstance(key, RsaPublicKey):
-        public = rsa.RSAPublicNumbers(key.e, key.n).public_key()
+        public = _rsa_key_object(key.n, key.e)
         pad: padding.AsymmetricPadding
         if rsa_padding is RsaPadding.PSS:
             salt: int = hash_algorithm.digest_size if pss_salt_length is None else pss_salt_length
@@ -251,15 +252,43 @@ def verify_signature(
     s = int.from_bytes(plain[curve.order_bytes :], "big")
     if not (0 < r < curve.n and 0 < s < curve.n):
         raise SignatureError("ECDSA r or s out of range")
-    crypto_curve = curve.cryptography_curve()
-    if crypto_curve is not None:
-        public = ec.EllipticCurvePublicKey.from_encoded_point(crypto_curve, key.point)
+    public_ec = _ec_key_object(curve.name, key.point)
+    if public_ec is not None:
         try:
-            public.verify(encode_dss_signature(r, s), data, ec.ECDSA(cryptography_hash(hash_algorithm)))
+            public_ec.verify(encode_dss_signature(r, s), data, _ecdsa(hash_algorithm))
         except _CryptographyInvalidSignature:
             raise SignatureError("ECDSA signature does not verify") from None
         return
     _verify_with_python_ecdsa(curve, key.point, r, s, hash_algorithm.digest(data))
+
+
+# Building an OpenSSL key object (point decoding and validation) costs about a tenth of a
+# brainpool verification, and CA keys verify many certificates: build each one once.
+
+
+@lru_cache(maxsize=512)
+def _ec_key_object(curve_name: str, point: bytes) -> ec.EllipticCurvePublicKey | None:
+    """The `cryptography` key for (curve, point); None where `cryptography` lacks the curve."""
+    crypto_curve = curve_by_name(curve_name).cryptography_curve()
+    if crypto_curve is None:
+        return None
+    return ec.EllipticCurvePublicKey.from_encoded_point(crypto_curve, point)
+
+
+@lru_cache(maxsize=512)
+def _rsa_key_object(n: int, e: int) -> rsa.RSAPublicKey:
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+@lru_cache(maxsize=8)
+def _ecdsa(hash_algorithm: HashAlgorithm) -> ec.ECDSA:
+    return ec.ECDSA(cryptography_hash(hash_algorithm))
+
+
+def clear_key_cache() -> None:
+    """Forget the cached key objects (for benchmarks of the cold path)."""
+    _ec_key_object.cache_clear()
+    _rsa_key_object.cache_clear()
 
 
 def _verify_with_python_ecdsa(curve: Curve, point: bytes, r: int, s: int, digest: bytes) -> None:
