@@ -50,11 +50,19 @@ class RenewalDue:
     not_after: datetime
 
 
+def holder_of(row: Certificate) -> str:
+    """Who a certificate is for, across renewals: the CHR without its 5-character sequence
+    number (CV, TR-03110) or the subject DN (X.509)."""
+    if row.chr:
+        return row.chr[:-5]
+    return row.subject
+
+
 def due_renewals(store: Store, clock: Clock, role: Role, lead: timedelta | None = None) -> list[RenewalDue]:
-    """Active certificates of `role` expiring within `lead` for which the holder has no newer one."""
+    """Active certificates of `role` expiring within `lead` whose holder has no newer one."""
     now = clock.now()
     lead = RENEWAL_LEAD.get(role, timedelta(days=7)) if lead is None else lead
-    newer = aliased(Certificate)
+    out = []
     with store.transaction() as tx:
         rows = tx.session.scalars(
             select(Certificate)
@@ -63,18 +71,21 @@ def due_renewals(store: Store, clock: Clock, role: Role, lead: timedelta | None 
                 Certificate.status == CertificateStatus.ACTIVE,
                 Certificate.not_after > now,
                 Certificate.not_after <= now + lead,
-                ~exists().where(
-                    newer.role == Certificate.role,
-                    newer.document_type == Certificate.document_type,
-                    newer.organisation_id == Certificate.organisation_id,
-                    newer.subject == Certificate.subject,
-                    newer.status == CertificateStatus.ACTIVE,
-                    newer.not_after > Certificate.not_after,
-                ),
             )
             .order_by(Certificate.not_after)
         ).all()
-        return [RenewalDue(c.id, c.role, c.document_type, c.organisation_id, c.subject, c.not_after) for c in rows]
+        for c in rows:
+            newer = tx.session.scalars(
+                select(Certificate).where(
+                    Certificate.role == c.role, Certificate.document_type == c.document_type,
+                    Certificate.organisation_id == c.organisation_id, Certificate.status == CertificateStatus.ACTIVE,
+                    Certificate.not_after > c.not_after,
+                )
+            ).all()  # fmt: skip
+            if any(holder_of(n) == holder_of(c) for n in newer):
+                continue
+            out.append(RenewalDue(c.id, c.role, c.document_type, c.organisation_id, c.subject, c.not_after))
+    return out
 
 
 class RenewalRequester(Protocol):

@@ -1,0 +1,60 @@
+"""`icao-pki simulate`: years of DS signing, rollovers, renewals and CRLs on a fake clock.
+
+Runs the real signing service and schedules (`schedules.simulation`) against a throwaway
+SoftHSM2 token and SQLite database in a temporary folder, prints the timeline and a final
+line stating whether any limit was exceeded and whether signing ever stopped.  Exit 0 when
+neither happened, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import typer
+
+from .console import EXIT_INVALID, err, print_json, reporting
+from .keystore import KeyStoreError
+from .policy import PolicyError, policy_from_env
+
+QUIET_KINDS = {"crl", "expiry"}  # summarised per month instead of one line each
+
+
+def simulate(
+    years: int = typer.Option(2, "--years", min=1, max=30, help="Simulated years."),
+    sods_per_day: int = typer.Option(420, "--sods-per-day", min=0, help="SODs the personalisation line signs per day."),
+    json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
+) -> None:
+    """Simulate DS signing with forced rollovers, IS/DV renewals, CA checks and CRLs on a fake clock."""
+    from schedules.simulation import run_simulation
+
+    with reporting(KeyStoreError, PolicyError, ValueError):
+        report = run_simulation(years, sods_per_day, policy=policy_from_env())
+    if json:
+        print_json(report.as_dict())
+    else:
+        monthly: Counter[tuple[str, str]] = Counter()
+        for event in report.events:
+            if event.kind in QUIET_KINDS:
+                monthly[(event.at.strftime("%Y-%m"), event.kind)] += 1
+                continue
+            typer.echo(f"{event.at:%Y-%m-%d %H:%M}  {event.kind:<12} {event.detail}")
+        for (month, kind), n in sorted(monthly.items()):
+            typer.echo(f"{month}         {kind:<12} {n} issued" if kind == "crl" else f"{month}         {kind:<12} {n} day(s)")
+        for key in report.keys:
+            typer.echo(f"DS key {key['label']}: {key['signed']:,} signed of {key['max']:,}, "
+                       f"{key['reserved_unused']} reserved unused, state {key['state']}, "
+                       f"usage {key['usage_not_before']} – {key['usage_not_after']}")
+        for violation in report.violations:
+            err.print(f"violation: {violation}", markup=False)
+        counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+        typer.echo(f"totals: {counts}")
+        typer.echo(report.summary())
+    if report.limit_exceeded or report.signing_stopped:
+        raise typer.Exit(EXIT_INVALID)
+
+
+app = typer.Typer(add_completion=False)
+app.command()(simulate)
+
+if __name__ == "__main__":
+    app()
