@@ -1,0 +1,49 @@
+"""CSCA rollover through issue 6's ceremonies: the schedule proposes (never approves) and records the notice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from icao_pki.policy import DocumentType, Role
+from lifecycle_api.store import Key, KeyState, OperatorKind
+from schedules import decisions
+from schedules.actors import CeremonyProposer
+from tests.flows.pki import PkiWorld
+
+pytestmark = pytest.mark.hsm
+
+
+def test_csca_rollover_is_proposed_once_and_ends_when_approved(pki_sqlite: PkiWorld) -> None:
+    pki, world = pki_sqlite, pki_sqlite.world
+    services = world.client.app.state.services
+    with world.store.transaction() as tx:
+        csca = tx.session.scalars(select(Key).where(Key.role == Role.CSCA, Key.document_type == DocumentType.PASSPORT,
+                                                    Key.state == KeyState.ACTIVE)).one()
+        end = csca.usage_not_after
+        provider = world["provider"].organisation_id
+        account = tx.add_operator(organisation_id=provider, name="scheduler", kind=OperatorKind.SERVICE_ACCOUNT,
+                                  token_id="sched-token-id", credential_hash="unused", now=world.clock.now()).id
+    assert end is not None
+    assert decisions.due_ca_rollovers(world.store, world.clock, Role.CSCA) == []
+    world.clock.set(end - timedelta(days=100))
+    dues = decisions.due_ca_rollovers(world.store, world.clock, Role.CSCA)
+    assert {d.document_type for d in dues} == {DocumentType.PASSPORT, DocumentType.IDCARD}  # same ceremony day
+    proposer = CeremonyProposer(services, account)
+    first = dict((d.document_type, ref) for d, ref in decisions.run_ca_rollovers(world.store, world.clock, Role.CSCA,
+                                                                                  proposer))
+    again = dict((d.document_type, ref) for d, ref in decisions.run_ca_rollovers(world.store, world.clock, Role.CSCA,
+                                                                                  proposer))
+    assert first == again and first[DocumentType.PASSPORT].startswith("ceremony:")  # proposed once
+    notices = [n for n in pki.client.get("/v1/notifications", headers=pki.headers("agency")).json()
+               if n["event"] == "csca.rollover_notice"]
+    assert len(notices) == 2  # one per CSCA, not one per run
+    # a Provider officer (not the scheduler) approves: new key + link certificate
+    request_id = first[DocumentType.PASSPORT].split(":", 1)[1]
+    r = pki.client.post(f"/v1/ceremonies/{request_id}/approve", headers=pki.officer2)
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "completed"
+    remaining = decisions.due_ca_rollovers(world.store, world.clock, Role.CSCA)
+    assert [d.document_type for d in remaining] == [DocumentType.IDCARD]
