@@ -29,6 +29,7 @@ from functools import lru_cache
 
 from asn1crypto import algos, cms, core, x509
 
+from .findings import Finding, Severity
 from .names import X509Error
 from .signature import (
     PublicKey,
@@ -70,35 +71,16 @@ class CmsSignatureError(CmsError):
         self.code = code
 
 
-class Severity(str, Enum):
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One observation about a checked object; `code` is stable for machines, `message` for people."""
-
-    severity: Severity
-    code: str
-    message: str
-    subject: str | None = None
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {"severity": self.severity.value, "code": self.code, "message": self.message, "subject": self.subject}
-
-
 def error(code: str, message: str, subject: str | None = None) -> Finding:
-    return Finding(Severity.ERROR, code, message, subject)
+    return Finding(Severity.ERROR, code, message, subject=subject)
 
 
 def warning(code: str, message: str, subject: str | None = None) -> Finding:
-    return Finding(Severity.WARNING, code, message, subject)
+    return Finding(Severity.WARNING, code, message, subject=subject)
 
 
 def info(code: str, message: str, subject: str | None = None) -> Finding:
-    return Finding(Severity.INFO, code, message, subject)
+    return Finding(Severity.INFO, code, message, subject=subject)
 
 
 def has_errors(findings: Iterable[Finding]) -> bool:

@@ -12,9 +12,7 @@ RFC 5280 section, or the decree article that the rule comes from.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any
 
 from asn1crypto import core, x509
@@ -27,34 +25,10 @@ from .certificate import (
     document_type_code,
     parse_certificate,
 )
+from .findings import Finding, Severity
 from .names import attributes
 from .policy import DEFAULT_POLICY, DocumentType, Policy, PolicyViolation, Window
 from .signature import PublicKeyError, RsaPublicKey, load_spki
-
-
-class Severity(str, Enum):
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    code: str
-    message: str
-    citation: str
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity is Severity.ERROR
-
-    def __str__(self) -> str:
-        return f"{self.severity.value}: {self.message} [{self.citation}]"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity.value, "code": self.code, "message": self.message, "citation": self.citation}
-
 
 T5 = "9303-12 Table 5"
 T6 = "9303-12 Table 6"

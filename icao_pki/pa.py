@@ -368,7 +368,7 @@ def check_pa(
         other_findings += path_findings
         if other_anchor is not None and other_path:
             other_findings += _check_revocation([other, *other_path[:-1]], other_path, parsed_crls, at)
-        findings += [Finding(f.severity, f.code, prefix + f.message, f.subject) for f in other_findings]
+        findings += [Finding(f.severity, f.code, prefix + f.message, f.citation, subject=f.subject) for f in other_findings]
 
     # 5. data-group hashes
     findings += _check_data_groups(security_object, data_groups, result)
@@ -398,7 +398,7 @@ def check_pa(
 
     if mode is PaMode.STRICT:
         findings = [
-            Finding(Severity.ERROR, f.code, f.message, f.subject)
+            Finding(Severity.ERROR, f.code, f.message, f.citation, subject=f.subject)
             if f.severity is Severity.WARNING and f.code in DOCUMENT_DEVIATIONS
             else f
             for f in findings
