@@ -153,7 +153,7 @@ def approve(services: Services, caller: Caller, request_id: str) -> Request:
     store = services.store
     if caller.party_type is not PartyType.PROVIDER:
         raise Forbidden("only the Provider holds key ceremonies")
-    now = services.clock.now()
+    now = services.clock.now().replace(microsecond=0)  # DER times: whole seconds
     with store.transaction() as tx:
         req = tx.request(request_id)
         if req.request_type != CEREMONY or req.state is not RequestState.SUBMITTED:

@@ -77,7 +77,7 @@ def publish_master_list(services: Services, caller: Caller, document_type: Docum
     if caller.party_type is not PartyType.PROVIDER:
         raise Forbidden("only the Provider publishes the Master List")
     authority = authority_of(services)
-    now = services.clock.now()
+    now = services.clock.now().replace(microsecond=0)  # DER times: whole seconds
     with services.store.transaction() as tx:
         csca_row, ca = current_ca(tx, authority, Role.CSCA, document_type, now, CertificateFormat.X509)
         entries = [c.der for c in tx.certificates(role=Role.CSCA, certificate_format=CertificateFormat.X509,

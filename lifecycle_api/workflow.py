@@ -299,6 +299,11 @@ def reject(tx: StoreTx, services: Services, caller: Caller, request_id: str, doc
     return req
 
 
+def whole_seconds(when: datetime) -> datetime:
+    """Certificates and CRLs carry whole seconds (DER times); the sign phase decides in them."""
+    return when.replace(microsecond=0)
+
+
 def _snapshot(req: Request) -> RequestSnapshot:
     return RequestSnapshot(
         id=req.id,
@@ -355,7 +360,7 @@ def act_and_record(store: Store, services: Services, caller: Caller, request_id:
                                  request_id=request_id, state=req.state.value, expected="countersigned")
             snapshot = _snapshot(req)
         if handler.prepare is not None:
-            prepared = handler.prepare(PrepareContext(services=services, request=snapshot, now=services.clock.now(),
+            prepared = handler.prepare(PrepareContext(services=services, request=snapshot, now=whole_seconds(services.clock.now()),
                                                       caller=caller, policy=services.settings.policy))
         with store.transaction() as tx:
             return act(tx, services, caller, request_id, prepared)
