@@ -169,6 +169,24 @@ def check_ds_submission(tx: StoreTx, caller: Caller, payload: Mapping[str, Any])
     del csr
 
 
+def destroy_rejected_ds_key(services: Services, req: Any) -> None:
+    """A rejected DS request: its key will never be certified, so it leaves the HSM (recorded)."""
+    label = req.payload.get("hsm_label")
+    now = services.clock.now()
+    with services.store.transaction() as tx:
+        key = tx.key_by_label(label) if isinstance(label, str) else None
+        if key is None or key.state is not KeyState.GENERATED or key.organisation_id != req.applicant_organisation_id:
+            return
+        key_id = key.id
+    record = authority_of(services).keystore.destroy(label, reason=f"DS request {req.id} rejected")
+    with services.store.transaction() as tx:
+        tx.set_key_state(key_id, KeyState.GENERATED, KeyState.DESTROYED, now=now)
+        tx.append_audit(at=now, action="hsm.key_destroyed", entity_type="key", entity_id=key_id,
+                        details={"hsm_label": label, "reason": f"DS request {req.id} rejected",
+                                 "spki_sha256": record.get("spki_sha256")},
+                        actor_organisation_id=req.applicant_organisation_id)
+
+
 @dataclass(frozen=True)
 class _PreparedDs:
     signed: Signed
@@ -611,6 +629,7 @@ def certificate_handlers(services: Services) -> list[RequestHandler]:
     agency = frozenset({PartyType.AGENCY})
     return [
         RequestHandler(DS, agency, act_ds, validate=validate_ds, prepare=prepare_ds, check_submission=check_ds_submission,
+                       after_rejection=destroy_rejected_ds_key,
                        description="DS certificate from the CSCA of the document type"),
         RequestHandler(IS, frozenset({PartyType.AGENCY, PartyType.IS_OPERATOR}), act_cv, validate=validate_is,
                        prepare=prepare_is, description="IS (terminal) certificate from our DV; renewal authenticated"),

@@ -95,6 +95,9 @@ class RequestHandler:
     #: check_submission(tx, caller, payload): object-level rules at submission (e.g. Art. 18
     #: authority for revocations), so a request the Provider could never act on is refused at once
     check_submission: Callable[[StoreTx, Caller, Mapping[str, Any]], None] | None = None
+    #: after_rejection(services, request): undo what the request holds in the HSM (a DS key
+    #: generated for it), after the rejection committed
+    after_rejection: Callable[[Services, Any], None] | None = None
 
 
 @dataclass

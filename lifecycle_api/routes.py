@@ -187,7 +187,12 @@ def post_countersign(request_id: str, body: SignedDocumentIn, caller: CoyeuCalle
              summary="Reject with a signed reason (Cơ yếu unit before countersigning, Provider after)")
 def post_reject(request_id: str, body: SignedDocumentIn, caller: ReviewerCaller, services: ServicesDep) -> RequestPublic:
     with services.store.transaction() as tx:
-        return request_public(tx, reject(tx, services, caller, request_id, body.der()))
+        req = reject(tx, services, caller, request_id, body.der())
+        handler = services.handlers.get(req.request_type)
+    if handler.after_rejection is not None:  # e.g. destroy the DS key generated for the request
+        handler.after_rejection(services, req)
+    with services.store.transaction() as tx:
+        return request_public(tx, tx.request(request_id))
 
 
 @router.post("/requests/{request_id}/act", tags=["requests"],

@@ -17,9 +17,11 @@ from cvc.certificate import parse_certificate as parse_cv
 from cvc.validation import trust_point, verify_chain_at
 from icao_pki.certificate import parse_certificate
 from icao_pki.crl import parse_crl, verify_crl
+from icao_pki.keystore import KeyStoreError
 from icao_pki.lint import check_certificate
 from icao_pki.masterlist import parse_master_list, verify_master_list
 from icao_pki.policy import DocumentType, add_months
+from icao_pki.signer import HashAlgorithm
 from tests.flows.pki import PkiWorld, b64, unb64
 
 pytestmark = pytest.mark.hsm
@@ -281,3 +283,41 @@ def test_publication(pki: PkiWorld) -> None:
     assert {r["kind"] for r in roots} == {"csca", "cvca"}
     assert pki.client.get("/v1/pub/crl/idcard").status_code == 200
     assert pki.client.get("/v1/pub/crl/nonsense").status_code == 422
+
+
+def test_rejected_ds_request_destroys_its_key(pki: PkiWorld) -> None:
+    key = pki.ds_key()
+    rid = pki.submit("agency", "ds_certificate", "passport", {"hsm_label": key["hsm_label"], "csr": key["csr"]}).json()
+    r = pki.world.reject(rid["id"], "the Agency did not order this DS")
+    assert r.status_code == 200 and r.json()["state"] == "rejected"
+    with pki.world.store.transaction() as tx:
+        row = tx.key_by_label(key["hsm_label"])
+        assert row.state.value == "destroyed" and row.destroyed_at is not None
+        assert any(e.action == "hsm.key_destroyed" and e.details["hsm_label"] == key["hsm_label"]
+                   for e in tx.audit_entries())
+    with pytest.raises(KeyStoreError):  # no private key any more
+        pki.keystore.signer(key["hsm_label"]).sign(b"x", HashAlgorithm.SHA256)
+
+
+def test_revocation_deadline_and_overdue(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    result = issue_ds(pki)
+    req = pki.submit("agency", "revocation", None,
+                     {"certificate_id": result["certificate_id"], "reason": "service-stopped"}).json()
+    # START is Monday 09:00: Art. 19.2b gives the Provider one working day
+    assert req["deadline"].startswith("2026-03-03")
+    pki.world.clock.advance(days=2)
+    overdue = pki.client.get("/v1/requests/overdue", headers=pki.headers("provider")).json()
+    assert [o["id"] for o in overdue] == [req["id"]]
+
+
+def test_revocation_deadline_configurable_to_12_hours(pki_sqlite: PkiWorld) -> None:
+    from dataclasses import replace
+
+    from lifecycle_api.app import create_app
+    from lifecycle_api.deadlines import DeadlineRule
+
+    services = pki_sqlite.client.app.state.services
+    app = create_app(replace(services.settings, revocation_deadline="12 hours"), services.clock,
+                     store=services.store, keyring=pki_sqlite.keystore)
+    assert app.state.services.handlers.get("revocation").deadline == DeadlineRule.parse("12 hours")
