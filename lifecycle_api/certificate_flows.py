@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from cvc.builders import build_authenticated_request, build_dv_certificate, build_request, build_terminal_certificate
-from cvc.certificate import AuthenticatedRequest, CvRequest, parse_request
+from cvc.certificate import AuthenticatedRequest, ChatRole, CvRequest, parse_request
 from cvc.certificate import parse_certificate as parse_cv_certificate
 from cvc.errors import CvcError
 from cvc.validation import check_chain_at, order_chain, trust_point, verify_chain_at, verify_request
@@ -307,9 +307,8 @@ def prepare_is(ctx: PrepareContext) -> _PreparedCv:
         authority.check_key(tx, dv, now)
         if isinstance(request, AuthenticatedRequest):
             _check_renewal(tx, request, req.applicant_organisation_id, today)
-        elif tx.certificates(role=Role.IS, organisation_id=req.applicant_organisation_id, document_type=doc) and \
-                any(c.chr == inner.chr for c in tx.certificates(role=Role.IS)):
-            raise InvalidInput(f"{inner.chr} is already certified; renew with an authenticated request")
+        if tx.certificate_by_chr(inner.chr) is not None:
+            raise InvalidInput(f"{inner.chr} is already certified; a new key needs a new holder reference")
     try:
         verify_request(request)
     except CvcError as exc:
@@ -587,6 +586,8 @@ def register_foreign_cvca(services: Services, caller: Caller, organisation_id: i
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, organisation_id)
         issuer_id = None
+        if cert.role is not ChatRole.CVCA:
+            raise InvalidInput(f"{cert.chr} is not a CVCA certificate")
         try:
             if cert.is_self_signed:
                 trust_point(cert)
@@ -597,8 +598,6 @@ def register_foreign_cvca(services: Services, caller: Caller, organisation_id: i
                 issuer_id = issuer_row.id
         except CvcError as exc:
             raise InvalidInput(f"the CVCA certificate does not verify: {exc}") from None
-        if cert.role.name != "CVCA":
-            raise InvalidInput(f"{cert.chr} is not a CVCA certificate")
         doc = DocumentType.PASSPORT
         row = store_cv(tx, der, role=Role.CVCA, document_type=doc, now=now, issuer_certificate_id=issuer_id,
                        organisation_id=state_id, hierarchy=False)

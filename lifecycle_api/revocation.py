@@ -174,8 +174,6 @@ def act_revocation(ctx: ActContext) -> dict[str, Any]:
                       requested_at=req.created_at, deadline=req.deadline or now, revoked_at=now,
                       invalidity_date=_when(ctx.request.payload.get("invalidity_date")),
                       published_at=now if p.crl else None)
-    if cert.key_id is None:  # nothing of ours signs with it; keep the key row untouched
-        pass
     result: dict[str, Any] = {"certificate_id": cert.id, "reason": p.reason.value, "article": p.reason.article,
                               "revoked_at": now.isoformat()}
     if p.crl is not None:

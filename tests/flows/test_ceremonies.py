@@ -40,6 +40,7 @@ def test_ceremony_needs_a_second_officer(pki: PkiWorld) -> None:
     ({"kind": "cvca", "document_type": "passport", "validity_months": 37}, "Art. 23.2a"),
     ({"kind": "cvca", "document_type": "idcard", "validity_months": 37}, "Art. 26.2a"),
     ({"kind": "dvca", "document_type": "passport", "validity_months": 4}, "Art. 23.2b"),
+    ({"kind": "dvca", "document_type": "idcard", "validity_months": 4}, "Art. 26.2b"),
 ])
 def test_ceremony_refused_beyond_decree_limits(pki_sqlite: PkiWorld, body: dict, article: str) -> None:
     before = pki_sqlite.world.row_counts()

@@ -239,6 +239,7 @@ def test_revocation_by_law_enforcement_of_public_security(pki_sqlite: PkiWorld) 
     ("idcard_agency", "ds_certificate", "idcard", {"key_usage_months": 4}, "Art. 26.1b"),
     ("idcard_agency", "ds_certificate", "idcard", {"validity_months": 22 * 12 + 1}, "Art. 26.1b"),
     ("is_operator", "is_certificate", "passport", {"validity_days": 32}, "Art. 23.2c"),
+    ("idcard_agency", "is_certificate", "idcard", {"validity_days": 32}, "Art. 26.2c"),
     ("agency", "foreign_dv_certificate", "passport", {"validity_days": 93}, "Art. 23.2b"),
 ])
 def test_decree_limits_refused_at_submission(pki_sqlite: PkiWorld, party: str, request_type: str, doc: str,
