@@ -165,6 +165,15 @@ class Authority:
         tx.move_hsm_operation(operation_id, (HsmOperationState.DONE,), HsmOperationState.COMMITTED,
                               now=self.clock.now())
 
+    def abandon(self, operation_id: int, reason: str) -> None:
+        """A signature made for a step that then failed (e.g. another worker won the request):
+        never handed out, recorded as abandoned."""
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            tx.move_hsm_operation(operation_id, (HsmOperationState.DONE,), HsmOperationState.ABANDONED, now=now)
+            tx.append_audit(at=now, action="hsm.signature_abandoned", entity_type="hsm_operation",
+                            entity_id=operation_id, details={"reason": reason})
+
     # --- loading CA keys -----------------------------------------------------------------
 
     def load_ca(self, tx: StoreTx, certificate: Certificate, *, inherited_curve: Any = None) -> CaKey:

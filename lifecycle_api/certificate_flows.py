@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -625,18 +625,27 @@ def certificate_handlers(services: Services) -> list[RequestHandler]:
     def authority_discard(prepared: _PreparedAbroad, reason: str) -> None:
         authority_of(services).discard(prepared.key, reason)
 
+    def abandon(prepared: Any, reason: str) -> None:
+        """The store step failed after signing: the product was never handed out."""
+        for signed in (getattr(prepared, "signed", None), getattr(prepared, "crl", None),
+                       *getattr(prepared, "others", ())):
+            if isinstance(signed, Signed):
+                authority_of(services).abandon(signed.operation_id, reason)
+
     agency = frozenset({PartyType.AGENCY})
     return [
         RequestHandler(DS, agency, act_ds, validate=validate_ds, prepare=prepare_ds, check_submission=check_ds_submission,
-                       after_rejection=destroy_rejected_ds_key,
+                       after_rejection=destroy_rejected_ds_key, discard=abandon,
                        description="DS certificate from the CSCA of the document type"),
         RequestHandler(IS, frozenset({PartyType.AGENCY, PartyType.IS_OPERATOR}), act_cv, validate=validate_is,
-                       prepare=prepare_is, description="IS (terminal) certificate from our DV; renewal authenticated"),
+                       prepare=prepare_is, discard=abandon, description="IS (terminal) certificate from our DV; renewal authenticated"),
         RequestHandler(FOREIGN_DV, agency, act_cv, validate=validate_foreign_dv, prepare=prepare_foreign_dv,
+                       discard=abandon,
                        description="foreign DV certificate from our CVCA"),
         RequestHandler(DV_ABROAD, agency, act_dv_abroad, validate=validate_dv_abroad, prepare=prepare_dv_abroad,
                        discard=authority_discard, description="our DV key and CV request to a foreign CVCA"),
-        revocation_handler(services, DeadlineRule.parse(services.settings.revocation_deadline)),
+        replace(revocation_handler(services, DeadlineRule.parse(services.settings.revocation_deadline)),
+                discard=abandon),
     ]
 
 

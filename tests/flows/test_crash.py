@@ -128,3 +128,21 @@ def test_crash_after_signing_leaves_no_half_issued_certificate(pki_sqlite: PkiWo
     r = pki.world.act(rid)
     assert r.status_code == 200, r.text
     assert pki.world.row_counts()["certificates"] == before["certificates"] + 1
+
+
+def test_store_step_failure_abandons_the_signature(pki_sqlite: PkiWorld, monkeypatch) -> None:
+    """A store step that fails (here: the request was taken meanwhile) hands nothing out."""
+    pki = pki_sqlite
+    key = pki.ds_key()
+    rid = pki.submit("agency", "ds_certificate", "passport", {"hsm_label": key["hsm_label"], "csr": key["csr"]}).json()["id"]
+    assert pki.world.countersign(rid).status_code == 200
+
+    def taken(self: StoreTx, *a: object, **k: object) -> None:
+        raise RuntimeError("another worker completed the request")
+
+    monkeypatch.setattr(StoreTx, "activate_key", taken)
+    r = pki.world.act(rid)
+    assert r.status_code == 500
+    with pki.world.store.transaction() as tx:
+        assert [o.state for o in tx.hsm_operations() if o.request_id == rid] == [HsmOperationState.ABANDONED]
+        assert tx.request(rid).state is RequestState.COUNTERSIGNED
