@@ -31,13 +31,13 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from icao_pki.certificate import parse_certificate
 from icao_pki.clock import Clock
 from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached, verify_algorithm_signature
-from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, PolicyViolation, Role, Window
+from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, PolicyViolation, Role, Window, add_months
 from icao_pki.signature import plain_to_der
 from icao_pki.signer import HashAlgorithm, KeyKind, RsaPadding, Signer
 from icao_pki.sod import LdsVersion, SodBuildError, build_lds_security_object, build_sod, hash_data_groups
@@ -93,6 +93,10 @@ class SignedSod:
     signed_at: datetime
 
 
+_NEVER_FROM = datetime.max.replace(tzinfo=UTC)  # an empty range: the policy check decides
+_NEVER_UNTIL = datetime.min.replace(tzinfo=UTC)
+
+
 @dataclass
 class _Lease:
     """Reserved-but-unused slots this instance holds on one key, with the key's signer."""
@@ -106,6 +110,8 @@ class _Lease:
     template_refused: bool = False
     signed: int = 0
     certificate_key: Any = None
+    usable_from: datetime = _NEVER_FROM
+    usable_until: datetime = _NEVER_UNTIL
 
 
 @dataclass(frozen=True)
@@ -281,7 +287,9 @@ class DsSigningService:
             now = self.clock.now()
             if lease is not None:
                 try:
-                    self.policy.check_key_usage_at(doc, Role.DS, lease.window, now)
+                    # the policy's check, with its bounds computed once per lease (same result)
+                    if not lease.usable_from <= now <= lease.usable_until:
+                        self.policy.check_key_usage_at(doc, Role.DS, lease.window, now)
                 except PolicyViolation:
                     self._release(doc, retire_window_at=now)
                     continue
@@ -307,7 +315,9 @@ class DsSigningService:
                 self.policy.check_key_usage_at(doc, Role.DS, window, now)
             except PolicyViolation:
                 continue
-            lease = _Lease(view, self.keystore.signer(view.hsm_label), view.certificate_der, window)
+            months = self.policy.limit(doc, Role.DS).key_usage_months
+            lease = _Lease(view, self.keystore.signer(view.hsm_label), view.certificate_der, window,
+                           usable_from=window.start, usable_until=min(window.end, add_months(window.start, months)))
             if self._reserve(lease, need) > 0:
                 return lease
             with self.store.transaction() as tx:
