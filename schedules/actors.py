@@ -11,17 +11,19 @@ new Master List is published (`lifecycle_api.publication.publish_master_list`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 
+from icao_pki.policy import DocumentType, Role
 from lifecycle_api.auth import Caller
 from lifecycle_api.ceremonies import CEREMONY, propose
 from lifecycle_api.services import Services
-from lifecycle_api.store import Operator, Request, RequestState
+from lifecycle_api.store import Certificate, Operator, Request, RequestState
 
-from .decisions import CaRolloverDue, CaRolloverNotices
+from .decisions import CaRolloverDue, CaRolloverNotices, RenewalDue, RenewalNotices
 
 
 @dataclass
@@ -37,7 +39,12 @@ class CeremonyProposer:
             return Caller(operator.id, operator.name, org.id, org.name, org.party_type, org.ministry)
 
     def rollover(self, due: CaRolloverDue, now: datetime) -> str:
-        kind = due.role.value
+        reference = self.propose_once(due.role.value, due, now)
+        CaRolloverNotices(self.services.store).rollover(due, now)
+        return reference
+
+    def propose_once(self, kind: str, due: CaRolloverDue, now: datetime) -> str:
+        """Propose the `kind` ceremony unless one for the document type is already open."""
         with self.services.store.transaction() as tx:
             open_states = [s for s in RequestState if not s.terminal]
             pending = tx.session.scalars(
@@ -50,7 +57,45 @@ class CeremonyProposer:
                     "kind": kind, "document_type": due.document_type.value,
                 }).id
                 tx.append_audit(at=now, action=f"{kind}.rollover_proposed", entity_type="key", entity_id=due.key_id,
-                                details={"ceremony_request_id": existing,
+                                details={"ceremony_request_id": existing, "holder": due.hsm_label,
                                          "usage_not_after": due.usage_not_after.isoformat()})
-        CaRolloverNotices(self.services.store).rollover(due, now)
         return f"ceremony:{existing}"
+
+
+@dataclass
+class FlowRenewals:
+    """Production `RenewalRequester` for the IS and DV renewal schedules.
+
+    * IS (1 month): the holder renews with an authenticated request signed by its current
+      IS key, which only it holds — the schedule records the due renewal and notifies it.
+    * Our domestic DV (3 months, issued by our CVCA): a ``dvca`` key ceremony is proposed
+      (once) by the Provider's service account; an officer approves.
+    * Our DV abroad (issued by a foreign CVCA): the Agency's ``dv_request_abroad`` request is
+      the outbound request queued for that state — submitted through `submit_abroad` when the
+      deployment gives one (the Agency's signature), otherwise the Agency and Provider are
+      notified with the foreign state named.
+    """
+
+    services: Services
+    provider_operator_id: int
+    submit_abroad: Callable[[int, DocumentType, datetime], str] | None = None
+
+    def request_renewal(self, due: RenewalDue, now: datetime) -> str:
+        store = self.services.store
+        if due.role is not Role.DVCA:
+            return RenewalNotices(store).request_renewal(due, now)
+        with store.transaction() as tx:
+            row = tx.certificate(due.certificate_id)
+            issuer = tx.session.scalars(
+                select(Certificate).where(Certificate.chr == row.issuer, Certificate.role == Role.CVCA)
+                .order_by(Certificate.id.desc()).limit(1)
+            ).first()  # fmt: skip
+            ours = issuer is not None and issuer.key_id is not None
+            foreign_state = None if issuer is None else issuer.organisation_id
+        if ours:
+            key_due = CaRolloverDue(0, Role.DVCA, due.document_type, due.subject, due.not_after)
+            proposer = CeremonyProposer(self.services, self.provider_operator_id)
+            return proposer.propose_once("dvca", key_due, now)
+        if self.submit_abroad is not None and foreign_state is not None:
+            return self.submit_abroad(foreign_state, due.document_type, now)
+        return RenewalNotices(store).request_renewal(due, now)

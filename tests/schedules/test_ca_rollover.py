@@ -47,3 +47,27 @@ def test_csca_rollover_is_proposed_once_and_ends_when_approved(pki_sqlite: PkiWo
     assert r.json()["state"] == "completed"
     remaining = decisions.due_ca_rollovers(world.store, world.clock, Role.CSCA)
     assert [d.document_type for d in remaining] == [DocumentType.IDCARD]
+
+
+def test_domestic_dv_renewal_is_a_dvca_ceremony_proposed_once(pki_sqlite: PkiWorld) -> None:
+    from lifecycle_api.store import Certificate
+    from schedules.actors import FlowRenewals
+
+    pki, world = pki_sqlite, pki_sqlite.world
+    services = world.client.app.state.services
+    with world.store.transaction() as tx:
+        dv = tx.session.scalars(select(Certificate).where(Certificate.role == Role.DVCA,
+                                                          Certificate.document_type == DocumentType.PASSPORT)).one()
+        not_after = dv.not_after
+        account = tx.add_operator(organisation_id=world["provider"].organisation_id, name="scheduler",
+                                  kind=OperatorKind.SERVICE_ACCOUNT, token_id="sched-2", credential_hash="unused",
+                                  now=world.clock.now()).id
+    world.clock.set(not_after - timedelta(days=10))
+    renewals = FlowRenewals(services, account)
+    [(due, first)] = decisions.run_renewals(world.store, world.clock, Role.DVCA, renewals)
+    [(_, again)] = decisions.run_renewals(world.store, world.clock, Role.DVCA, renewals)
+    assert first == again and first.startswith("ceremony:")
+    r = pki.client.post(f"/v1/ceremonies/{first.split(':', 1)[1]}/approve", headers=pki.officer2)
+    assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+    assert decisions.due_renewals(world.store, world.clock, Role.DVCA) == []  # the new DV is the same holder
+    assert due.certificate_id == dv.id
