@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from icao_pki.policy import DocumentType, Role
-from lifecycle_api.store import Key, KeyState, OperatorKind
+from lifecycle_api.store import Crl, CrlScope, Key, KeyState, OperatorKind
 from schedules import decisions
 from schedules.actors import CeremonyProposer
 from tests.flows.pki import PkiWorld
@@ -71,3 +71,25 @@ def test_domestic_dv_renewal_is_a_dvca_ceremony_proposed_once(pki_sqlite: PkiWor
     assert r.status_code == 200 and r.json()["state"] == "completed", r.text
     assert decisions.due_renewals(world.store, world.clock, Role.DVCA) == []  # the new DV is the same holder
     assert due.certificate_id == dv.id
+
+
+def test_production_context_runs_every_job_once(pki_sqlite: PkiWorld) -> None:
+    from schedules.jobs import JOBS, run_all
+    from schedules.runtime import job_context
+
+    world = pki_sqlite.world
+    services = world.client.app.state.services
+    with world.store.transaction() as tx:
+        provider_op = tx.add_operator(organisation_id=world["provider"].organisation_id, name="scheduler",
+                                      kind=OperatorKind.SERVICE_ACCOUNT, token_id="sched-3", credential_hash="unused",
+                                      now=world.clock.now()).id
+    ctx = job_context(services, pki_sqlite.keystore, provider_operator_id=provider_op)
+    results = run_all(ctx)
+    assert set(results) == set(JOBS)
+    assert results["crl-publication"] == []  # the ceremonies issued each CSCA's first CRL just now
+    world.clock.advance(days=1)
+    assert len(run_all(ctx)["crl-publication"]) == 2  # daily: one new CRL per CSCA
+    assert run_all(ctx)["crl-publication"] == []  # idempotent within the day
+    with world.store.transaction() as tx:
+        numbers = sorted(tx.session.scalars(select(Crl.crl_number).where(Crl.scope == CrlScope.CSCA)).all())
+    assert numbers == [1, 1, 2, 2]

@@ -140,3 +140,25 @@ def test_every_job_runs_through_the_registered_context(store: Store) -> None:
     assert run_job("overdue-requests", "t") == []
     results = run_all(JobContext(store=store, clock=clock))
     assert set(results) == set(JOBS)
+
+
+def test_runner_leads_registers_and_runs_jobs(tmp_path: Path) -> None:
+    from schedules.jobs import ScheduleRunner
+
+    s = Store(f"sqlite:///{tmp_path / 'run.db'}")
+    s.create_schema()
+    engine = s.engine
+    ran: list[str] = []
+    ctx = JobContext(store=s, clock=FakeClock(T0), deliver_notifications=lambda: ran.append("delivered"))
+    a = ScheduleRunner(ctx, engine, LeaderLock(engine), context_name="r", retry=timedelta(seconds=0.2),
+                       intervals={"notification-delivery": timedelta(seconds=0.3)})
+    b = ScheduleRunner(ctx, engine, LeaderLock(engine), context_name="r", retry=timedelta(seconds=0.2))
+    a.start()
+    b.start()
+    deadline = time.monotonic() + 10
+    while not ran and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ran, "the leader's scheduler ran the notification job"
+    assert (a.scheduler is None) != (b.scheduler is None)  # exactly one leader
+    a.stop()
+    b.stop()
