@@ -18,6 +18,14 @@ So `signatures_used` counts exactly the SODs that left the service; a crash betw
 signing and settling leaves those slots in `signatures_reserved` ("reserved but unused"),
 wasted, never exceeding.  Unused slots of a block are given back by `close()`.
 
+Speed (bench/sign_bench.py): the first SOD of every lease is built by `build_sod`; the
+others by `SodTemplate`, cut from that SOD and proven to reproduce it byte for byte.  Every
+signature is verified under the DS certificate's key by default (boulder: a token returning
+garbage must not leave the building).  On SoftHSM2 an ECDSA verification costs about as much
+as the signature itself, so `verify_every=n` verifies one fast-path signature in n (plus the
+first of every lease, always) — a deployment choice traded against the chance of handing out
+a SOD that fails Passive Authentication; the default stays 1.
+
 When the current key cannot reserve any more (budget spent) or its window has ended, the
 next candidate (the successor issued by the rollover) is taken in the same call: the
 switch is the CAS failing, so it is atomic across instances.  With no candidate the call
