@@ -24,7 +24,7 @@ from ..auth import Caller, allow
 from ..errors import Forbidden, InvalidInput
 from ..services import Services
 from ..store import Operator, OperatorKind, PartyType
-from .service import DsSigningService, SignedSod, SodInput
+from .service import DsSigningService, NoSigningKey, SignedSod, SodInput
 
 MAX_BATCH = 1000
 
@@ -53,6 +53,9 @@ class SodOut(BaseModel):
 
 class SodBatchOut(BaseModel):
     items: list[SodOut]
+    #: set when signing stopped mid-batch: `items` are the SODs made (and counted), the rest was refused
+    refused: int = 0
+    refused_detail: str | None = None
 
 
 def _out(signed: SignedSod) -> SodOut:
@@ -95,7 +98,15 @@ def sign_sod(document_type: str, body: SodIn, request: Request, caller: SignerCa
 @router.post("/{document_type}/sod/batch", response_model=SodBatchOut)
 def sign_sod_batch(document_type: str, body: SodBatchIn, request: Request, caller: SignerCaller) -> SodBatchOut:
     service, doc = _service(request, caller, document_type)
-    return SodBatchOut(items=[_out(s) for s in service.sign_batch(doc, [i.to_input() for i in body.items])])
+    try:
+        signed = service.sign_batch(doc, [i.to_input() for i in body.items])
+    except NoSigningKey as exc:
+        partial: list[SignedSod] = getattr(exc, "partial_sods", [])
+        if not partial:
+            raise
+        return SodBatchOut(items=[_out(s) for s in partial], refused=len(body.items) - len(partial),
+                           refused_detail=exc.message)
+    return SodBatchOut(items=[_out(s) for s in signed])
 
 
 def mount_signing(app: FastAPI, service: DsSigningService) -> None:

@@ -214,7 +214,8 @@ class DsSigningService:
         """Sign a personalisation line's batch; all SODs are counted before any is returned.
 
         If the budget runs out mid-batch with no successor, the SODs already made are
-        settled (counted) and `NoSigningKey` is raised; the caller may retry the rest."""
+        settled (counted) and `NoSigningKey` is raised carrying them as ``partial_sods`` (the
+        same on any other error), so what was counted is what the caller receives."""
         doc = DocumentType(document_type)
         prepared = [self._prepare(item) for item in items]
         results: list[SignedSod] = []
@@ -231,6 +232,10 @@ class DsSigningService:
                     results.append(
                         SignedSod(sod, lease.key.key_id, lease.key.hsm_label, lease.key.certificate_id or 0, now)
                     )
+            except Exception as exc:
+                # the SODs made before the refusal are counted: hand them out with the error
+                exc.partial_sods = list(results)  # type: ignore[attr-defined]
+                raise
             finally:
                 if made:
                     with self.store.transaction() as tx:

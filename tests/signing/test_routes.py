@@ -84,3 +84,21 @@ def test_bad_input_is_422(api) -> None:  # type: ignore[no-untyped-def]
                           headers=world["agency"].headers)
     assert r.status_code == 422
     assert r.json()["reason"] == "invalid-sod-input"
+
+
+def test_batch_past_the_budget_returns_the_counted_sods(sqlite_world: World, keystore: KeyStore) -> None:
+    from icao_pki.policy import Policy
+
+    small = Policy.with_overrides({"passport.ds": {"max_signatures": 3}})
+    label, csca = make_csca(keystore, sqlite_world.clock.now())
+    DirectDsIssuer(sqlite_world.store, keystore, sqlite_world.clock, label, csca, policy=small).issue("passport")
+    service = DsSigningService(sqlite_world.store, keystore, sqlite_world.clock, small, block_size=2)
+    mount_signing(sqlite_world.client.app, service)  # type: ignore[arg-type]
+    items = [{"data_groups": _b64(data_groups(i))} for i in range(5)]
+    r = sqlite_world.client.post("/v1/ds/passport/sod/batch", json={"items": items},
+                                 headers=sqlite_world["agency"].headers)
+    assert r.status_code == 200, r.text
+    assert (len(r.json()["items"]), r.json()["refused"]) == (3, 2)
+    assert "Art. 23.1b" in r.json()["refused_detail"]
+    service.close()
+    assert [u.signed for u in usage_report(sqlite_world.store)] == [3]

@@ -114,3 +114,16 @@ def test_fast_path_sods_pass_pa_like_the_first(sworld: SigningWorld) -> None:
     for i, signed in enumerate(out):
         verify_pa(signed.sod, data_groups(i), trust=[sworld.csca_der], at=sworld.clock.now())
     assert len({s.sod for s in out}) == 6
+
+
+def test_refused_mid_batch_hands_out_what_was_counted(tmp_path, keystore) -> None:  # type: ignore[no-untyped-def]
+    world = make_world(f"sqlite:///{tmp_path / 's.db'}", keystore, policy=SMALL)
+    world.issuer.issue(DocumentType.PASSPORT)
+    svc = service(world, block_size=4)
+    with pytest.raises(NoSigningKey) as info:
+        svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(13)])
+    partial = info.value.partial_sods  # type: ignore[attr-defined]
+    assert len(partial) == 10
+    [usage] = usage_report(world.store)
+    assert (usage.signed, usage.reserved_unused) == (10, 0)
+    svc.close()
