@@ -25,7 +25,7 @@ run:
 	@./.ci/ensure-debian-packages $(DEB_RUN)
 	@$(MAKE) --no-print-directory venv
 	$(BIN)/icao-pki hsm init
-	$(BIN)/icao-pki serve --host 127.0.0.1 --port 8000
+	$(BIN)/icao-pki serve --demo --host 127.0.0.1 --port 8000
 
 test:
 	@./.ci/ensure-debian-packages $(DEB_TEST)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import typer
 
+from .clock import SystemClock
 from .console import err, reporting
 from .embedded import DataDir, init_embedded_token
 from .keystore import KeyStoreError
@@ -16,25 +17,42 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     check: bool = typer.Option(False, "--check", help="Prepare everything, print the status, and exit without serving."),
+    demo: bool = typer.Option(
+        False,
+        "--demo",
+        help="Bootstrap the demo deployment (parties, organisation PKI, CSCAs, CVCA, DVCA) if the database has none; "
+        "operator tokens go to <data folder>/demo-credentials.json.",
+    ),
 ) -> None:
     """Open the key store, migrate the database, and serve the lifecycle API (uvicorn)."""
     import uvicorn
 
     from lifecycle_api.app import create_app
     from lifecycle_api.settings import Settings
+    from lifecycle_api.store import Store
     from lifecycle_api.store.migrate import upgrade
 
     with reporting(KeyStoreError, PolicyError):
-        policy_from_env()  # a configuration that loosens the decree is refused before anything starts
+        policy = policy_from_env()  # a configuration that loosens the decree is refused before anything starts
         data_dir = DataDir.from_env()
         data_dir.root.mkdir(parents=True, exist_ok=True)
         if data_dir.uses_embedded_hsm():
             init_embedded_token(data_dir)
         keystore = data_dir.open_keystore()  # a wrong PIN or module fails here, before listening
-        keys = keystore.list_keys()
         upgrade(data_dir.database_url)
-        settings = replace(Settings.from_environment(), database_url=data_dir.database_url, policy=policy_from_env())
-        app = create_app(settings, keyring=keystore)
+        settings = replace(Settings.from_environment(), database_url=data_dir.database_url, policy=policy)
+        store = Store(data_dir.database_url)
+        if demo:
+            from fixtures.demo import bootstrap_demo
+
+            deployment = bootstrap_demo(store, keystore, SystemClock(), data_dir=data_dir.root, settings=settings)
+            settings = replace(
+                settings,
+                org_pki_roots=settings.org_pki_roots + deployment.org_pki_roots,
+                org_pki_intermediates=settings.org_pki_intermediates + deployment.org_pki_intermediates,
+            )
+        app = create_app(settings, keyring=keystore, store=store)
+    keys = keystore.list_keys()  # after a demo bootstrap, too
     active = sum(1 for k in keys if k.state == "active")
     err.print(
         f"icao-pki: token {keystore.config.token_label!r} ({active} active key(s)), "
@@ -42,6 +60,8 @@ def serve(
         markup=False,
         highlight=False,
     )
+    if demo:
+        err.print(f"icao-pki: demo operator tokens in {data_dir.root / 'demo-credentials.json'}", markup=False)
     if check:
         return
     err.print(f"icao-pki: serving the lifecycle API on http://{host}:{port} (OpenAPI at /docs)", markup=False)
