@@ -8,6 +8,7 @@ from . import __version__
 from .cli_hsm import app as hsm_app
 from .cli_policy import app as policy_app
 from .cli_serve import serve
+from .cli_simulate import simulate
 
 app = typer.Typer(
     name="icao-pki",
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.add_typer(hsm_app, name="hsm")
 app.add_typer(policy_app, name="policy")
 app.command("serve")(serve)
+app.command("simulate")(simulate)
 
 
 def _mount_optional() -> None:

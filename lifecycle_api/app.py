@@ -21,6 +21,8 @@ from .routes import router
 from .services import Keyring, Services
 from .settings import Settings
 from .signed_documents import OrgPkiTrust
+from .signing.routes import mount_signing
+from .signing.service import DsSigningService
 from .store import Store
 from .trust import SignatureChecker
 
@@ -28,8 +30,7 @@ from .trust import SignatureChecker
 PUBLIC_PATHS = frozenset({"/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}) \
     | PUBLICATION_PATHS
 
-#: routers mounted by `create_app`; the lead mounts further ones (e.g. the DS signing service)
-#: by passing `extra_routers=`
+#: routers mounted by `create_app`; the DS signing routes are added when a `KeyStore` is given
 ROUTERS = (router, pki_router)
 
 
@@ -83,6 +84,12 @@ def create_app(
     install_problem_handlers(app)
     for r in (*ROUTERS, *extra_routers):
         app.include_router(r)
+    # issue 5: DS signing with exact counting (answers 503 without an HSM key store);
+    # unused reserved slots are given back at shutdown
+    signing = DsSigningService(store, keyring, clock, settings.policy) if isinstance(keyring, KeyStore) else None
+    mount_signing(app, signing)
+    if signing is not None:
+        app.router.on_shutdown.append(signing.close)
     if authority is not None:
         # start-up cleanup: keys generated for steps that never committed are destroyed,
         # orphaned signatures abandoned (each audited); see Authority.recover

@@ -60,6 +60,18 @@ class CounterExhausted(LifecycleError):
     kind = "counter-exhausted"
 
 
+class ServiceUnavailable(LifecycleError):
+    """The request is valid but this instance cannot serve it now (no usable key, feature not configured)."""
+
+    kind = "service-unavailable"
+
+
+class InternalFailure(LifecycleError):
+    """Our own output failed its own check (e.g. an HSM signature that does not verify); nothing was handed out."""
+
+    kind = "internal-failure"
+
+
 class HandlerFailed(LifecycleError):
     """The Provider's act step for a request type raised; the transaction was rolled back."""
 

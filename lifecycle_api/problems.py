@@ -23,9 +23,11 @@ from .errors import (
     CounterExhausted,
     Forbidden,
     HandlerFailed,
+    InternalFailure,
     InvalidInput,
     LifecycleError,
     NotFound,
+    ServiceUnavailable,
     StaleState,
 )
 from .signed_documents import MalformedDocument, SignedDocumentError, SignerNotRegistered, WrongParty
@@ -46,6 +48,8 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (NotFound, 404, "Not found"),
     (Conflict, 409, "Conflict"),
     (StaleState, 409, "State changed"),
+    (ServiceUnavailable, 503, "Service unavailable"),
+    (InternalFailure, 500, "Internal failure"),
     (CounterExhausted, 422, "Signature budget exhausted"),
     (InvalidInput, 422, "Invalid request"),
     (HandlerFailed, 500, "Provider action failed"),

@@ -21,7 +21,7 @@ from pydantic import Base64Bytes, BaseModel, Field
 from icao_pki.policy import DocumentType
 
 from ..auth import Caller, allow
-from ..errors import Forbidden, InvalidInput
+from ..errors import Forbidden, InvalidInput, ServiceUnavailable
 from ..services import Services
 from ..store import Operator, OperatorKind, PartyType
 from .service import DsSigningService, NoSigningKey, SignedSod, SodInput
@@ -85,7 +85,7 @@ def _service(request: Request, caller: Caller, document_type: str) -> tuple[DsSi
                 raise Forbidden("only a Provider service account (a personalisation line) may sign SODs")
     service = getattr(request.app.state, "ds_signing", None)
     if service is None:
-        raise InvalidInput("DS signing is not enabled on this instance")
+        raise ServiceUnavailable("DS signing is not enabled on this instance (it needs the HSM key store)")
     return service, doc
 
 
@@ -109,7 +109,7 @@ def sign_sod_batch(document_type: str, body: SodBatchIn, request: Request, calle
     return SodBatchOut(items=[_out(s) for s in signed])
 
 
-def mount_signing(app: FastAPI, service: DsSigningService) -> None:
+def mount_signing(app: FastAPI, service: DsSigningService | None) -> None:
     """Enable DS signing on an app built by `create_app`."""
     app.state.ds_signing = service
     app.include_router(router)

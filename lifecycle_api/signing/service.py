@@ -50,7 +50,7 @@ from icao_pki.signature import plain_to_der
 from icao_pki.signer import HashAlgorithm, KeyKind, RsaPadding, Signer
 from icao_pki.sod import LdsVersion, SodBuildError, build_lds_security_object, build_sod, hash_data_groups
 
-from ..errors import CounterExhausted, InvalidInput, LifecycleError, StaleState
+from ..errors import CounterExhausted, InternalFailure, InvalidInput, ServiceUnavailable, StaleState
 from ..store import PartyType, Store, StoreTx
 from . import keys as keyq
 from .keys import DsKeyView
@@ -65,13 +65,15 @@ class SigningKeyStore(Protocol):
     def signer(self, label: str) -> Signer: ...
 
 
-class NoSigningKey(CounterExhausted):
-    """No DS key of the document type may sign now: budget spent or window over, no successor."""
+class NoSigningKey(CounterExhausted, ServiceUnavailable):
+    """No DS key of the document type may sign now: budget spent or window over, no successor.
+
+    A 503 over HTTP: the request is valid, the line must wait for the successor key."""
 
     kind = "no-signing-key"
 
 
-class SigningFailed(LifecycleError):
+class SigningFailed(InternalFailure):
     """The HSM produced a signature that does not verify under the DS certificate: nothing is handed out."""
 
     kind = "signing-failed"

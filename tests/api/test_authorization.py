@@ -44,6 +44,8 @@ MATRIX: list[tuple[str, str, frozenset[str] | None]] = [
     ("POST", "/v1/ceremonies", frozenset({"provider"})),
     ("POST", "/v1/ceremonies/{request_id}/approve", frozenset({"provider"})),
     ("POST", "/v1/ds/keys", frozenset({"agency"})),
+    ("POST", "/v1/ds/{document_type}/sod", frozenset({"agency", "provider"})),
+    ("POST", "/v1/ds/{document_type}/sod/batch", frozenset({"agency", "provider"})),
     ("POST", "/v1/organisations/{organisation_id}/cvca", frozenset({"provider"})),
     ("POST", "/v1/cv/foreign-certificates", frozenset({"provider"})),
     ("POST", "/v1/publication/master-list", frozenset({"provider"})),

@@ -73,9 +73,19 @@ def test_exhausted_is_problem_json_naming_the_article(api) -> None:  # type: ign
     world, _, _ = api
     r = world.client.post("/v1/ds/idcard/sod", json={"data_groups": _b64(data_groups(1))},
                           headers=world["idcard_agency"].headers)
-    assert r.status_code == 422
+    # A valid request the line cannot be served now: 503 until the successor key is installed.
+    assert r.status_code == 503
+    assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["reason"] == "no-signing-key"
     assert "Art. 26.1b" in r.json()["detail"]
+
+
+def test_signing_without_a_key_store_is_503(sqlite_world: World) -> None:
+    r = sqlite_world.client.post("/v1/ds/passport/sod", json={"data_groups": _b64(data_groups(1))},
+                                 headers=sqlite_world["agency"].headers)
+    assert r.status_code == 503
+    assert r.json()["reason"] == "service-unavailable"
+    assert "not enabled" in r.json()["detail"]
 
 
 def test_bad_input_is_422(api) -> None:  # type: ignore[no-untyped-def]
