@@ -31,6 +31,7 @@ def serve(
     from lifecycle_api.settings import Settings
     from lifecycle_api.store import Store
     from lifecycle_api.store.migrate import upgrade
+    from schedules.runtime import schedule_runner
 
     with reporting(KeyStoreError, PolicyError):
         policy = policy_from_env()  # a configuration that loosens the decree is refused before anything starts
@@ -52,6 +53,15 @@ def serve(
                 org_pki_intermediates=settings.org_pki_intermediates + deployment.org_pki_intermediates,
             )
         app = create_app(settings, keyring=keystore, store=store)
+        schedule_options: dict[str, object] = {}
+        if demo:
+            from fixtures.demo import demo_schedule_options
+
+            schedule_options = demo_schedule_options(store, keystore, data_dir.root)
+        runner = schedule_runner(app.state.services, keystore, **schedule_options)
+        # The leader-locked scheduler runs while the API serves (rollovers, renewals, CRLs, expiry).
+        app.router.on_startup.append(runner.start)
+        app.router.on_shutdown.append(runner.stop)
     keys = keystore.list_keys()  # after a demo bootstrap, too
     active = sum(1 for k in keys if k.state == "active")
     err.print(
@@ -60,6 +70,8 @@ def serve(
         markup=False,
         highlight=False,
     )
+    actors = "as the demo Provider and Agencies" if schedule_options else "in notice mode (no service accounts configured)"
+    err.print(f"icao-pki: schedules run on the leader instance {actors}", markup=False)
     if demo:
         err.print(f"icao-pki: demo operator tokens in {data_dir.root / 'demo-credentials.json'}", markup=False)
     if check:
