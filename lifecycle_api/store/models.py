@@ -206,6 +206,8 @@ class Key(Base):
             "max_signatures IS NULL OR signatures_used + signatures_reserved <= max_signatures",
             name="counters_within_max",
         ),
+        # the signing service and the rollover/destruction schedules look keys up by these
+        Index("ix_keys_role_doc_state_usage", "role", "document_type", "state", "usage_not_after"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -232,6 +234,8 @@ class Certificate(Base):
     __table_args__ = (
         UniqueConstraint("issuer", "serial"),
         CheckConstraint("serial IS NOT NULL OR chr IS NOT NULL", name="serial_or_chr"),
+        # renewal and expiry schedules: certificates of a role and status ending before a date
+        Index("ix_certificates_role_status_not_after", "role", "status", "not_after"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -344,6 +348,8 @@ class AuditEntry(Base):
     """Append-only, hash-chained: entry_hash = SHA-256(canonical JSON of the fields incl. prev_hash)."""
 
     __tablename__ = "audit_log"
+    # notices are de-duplicated per entity, so that lookup must not scan the whole log
+    __table_args__ = (Index("ix_audit_log_entity", "entity_type", "entity_id"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[datetime]
