@@ -72,6 +72,10 @@ def create_app(
         authority=authority,
     )
     register_certificate_handlers(services)
+    unknown = sorted(set(settings.auto_act_request_types) - set(services.handlers.types()))
+    if unknown:  # a typo in ICAO_PKI_AUTO_ACT would otherwise silently leave every request queued
+        raise ValueError(f"auto_act_request_types names unknown request types {unknown}; "
+                         f"known: {sorted(services.handlers.types())}")
     app = FastAPI(
         title="icao-pki lifecycle management system",
         version="0.1.0",

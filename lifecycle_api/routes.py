@@ -32,9 +32,18 @@ from .schemas import (
     SignedDocumentIn,
 )
 from .services import Services
-from .store import PartyType, StoreTx
+from .store import PartyType, RequestState, StoreTx
 from .store import Request as RequestRow
-from .workflow import act_and_record, countersign, list_requests, queue, reject, submit_request, visible_request
+from .workflow import (
+    act_and_record,
+    after_countersigned,
+    countersign,
+    list_requests,
+    queue,
+    reject,
+    submit_request,
+    visible_request,
+)
 
 P = PartyType
 
@@ -154,7 +163,12 @@ def post_org_pki_crl(body: DerIn, caller: ProviderCaller, services: ServicesDep)
              summary="Submit a signed request (Agency; foreign state / IS operator where the request type allows)")
 def post_request(body: SignedDocumentIn, caller: RequesterCaller, services: ServicesDep) -> RequestPublic:
     with services.store.transaction() as tx:
-        return request_public(tx, submit_request(tx, services, caller, body.der()))
+        req = submit_request(tx, services, caller, body.der())
+        request_id, countersigned = req.id, req.state is RequestState.COUNTERSIGNED
+    if countersigned:  # its Cơ yếu unit countersigned automatically: the Provider's policy may act now
+        after_countersigned(services, request_id)
+    with services.store.transaction() as tx:
+        return request_public(tx, tx.request(request_id))
 
 
 @router.get("/requests", tags=["requests"], summary="Requests the caller may see")
@@ -180,7 +194,10 @@ def get_request(request_id: str, caller: AnyCaller, services: ServicesDep) -> Re
 def post_countersign(request_id: str, body: SignedDocumentIn, caller: CoyeuCaller,
                      services: ServicesDep) -> RequestPublic:
     with services.store.transaction() as tx:
-        return request_public(tx, countersign(tx, services, caller, request_id, body.der()))
+        countersign(tx, services, caller, request_id, body.der())
+    after_countersigned(services, request_id)  # the Provider's policy: act at once on some types
+    with services.store.transaction() as tx:
+        return request_public(tx, tx.request(request_id))
 
 
 @router.post("/requests/{request_id}/reject", tags=["requests"],

@@ -56,12 +56,19 @@ class Settings:
     publication_base_url: str = "http://127.0.0.1:8000/v1/pub"
     #: CSCA CRLs are reissued at least this often (9303-12 §4.1.5 allows at most 90 days)
     crl_next_update: timedelta = timedelta(days=30)
+    #: the Provider's policy (issue 6 §3): request types it acts on as soon as they are
+    #: countersigned; every other type waits in its queue for POST /v1/requests/{id}/act
+    auto_act_request_types: tuple[str, ...] = ()
+    #: the Provider operator (by name) that acts automatically; None: its first active service account
+    auto_act_operator: str | None = None
 
     @classmethod
     def from_environment(cls) -> Settings:
         """DATABASE_URL; ICAO_PKI_ORG_PKI_ROOTS / _INTERMEDIATES (certificate files, PEM or DER,
         separated by the path separator); ICAO_PKI_REVOCATION_DEADLINE ("1 working day" or "12 hours");
-        ICAO_PKI_EXTRA_HOLIDAYS (comma-separated ISO dates)."""
+        ICAO_PKI_EXTRA_HOLIDAYS (comma-separated ISO dates); ICAO_PKI_AUTO_ACT (comma-separated
+        request types the Provider acts on automatically) and ICAO_PKI_AUTO_ACT_OPERATOR (the
+        Provider operator that acts; default: its first service account)."""
         env = os.environ
         extra = tuple(d.strip() for d in env.get("ICAO_PKI_EXTRA_HOLIDAYS", "").split(",") if d.strip())
         return cls(
@@ -71,6 +78,8 @@ class Settings:
             org_pki_roots=_certificates_from(env.get("ICAO_PKI_ORG_PKI_ROOTS", "")),
             org_pki_intermediates=_certificates_from(env.get("ICAO_PKI_ORG_PKI_INTERMEDIATES", "")),
             publication_base_url=env.get("ICAO_PKI_PUBLICATION_URL", "http://127.0.0.1:8000/v1/pub"),
+            auto_act_request_types=tuple(t.strip() for t in env.get("ICAO_PKI_AUTO_ACT", "").split(",") if t.strip()),
+            auto_act_operator=env.get("ICAO_PKI_AUTO_ACT_OPERATOR") or None,
         )
 
 

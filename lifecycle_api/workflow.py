@@ -14,6 +14,12 @@ Signed document contents are JSON (UTF-8) objects:
 
 ``organisation_id`` binds the content to the acting organisation; ``application_sha256``
 binds a countersignature to exactly the document the Agency signed.
+
+Each hop is automatic when that party's policy says so (issue 6 §3): a Cơ yếu unit with
+``auto_countersign`` countersigns inside the submission's transaction; the Provider acts on
+the request types of ``Settings.auto_act_request_types`` through `after_countersigned`,
+which every caller that has just committed a countersignature calls (the routes, the
+schedules' Agency flow).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from .errors import Forbidden, HandlerFailed, InvalidInput, LifecycleError, NotF
 from .handlers import ActContext, PrepareContext, RequestSnapshot
 from .services import Services
 from .signed_documents import SignedDocumentError, VerifiedSignature, build_signed_document
-from .store import PartyType, Request, RequestState, SignaturePurpose, Store, StoreTx
+from .store import OperatorKind, PartyType, Request, RequestState, SignaturePurpose, Store, StoreTx
 
 
 def _content(verified: VerifiedSignature, kind: str, caller: Caller) -> dict[str, Any]:
@@ -384,3 +390,62 @@ def act_and_record(store: Store, services: Services, caller: Caller, request_id:
         if isinstance(exc, LifecycleError | PolicyViolation):
             raise
         raise HandlerFailed(f"the {request_id} handler failed: {type(exc).__name__}: {exc}") from exc
+
+
+# --- the Provider's policy: act at once on some request types ---------------------------------
+
+
+def _auto_act_skipped(services: Services, request_id: str, provider_id: int | None, reason: str) -> None:
+    with services.store.transaction() as tx:
+        tx.append_audit(at=services.clock.now(), action="request.auto_act_skipped", entity_type="request",
+                        entity_id=request_id, details={"reason": reason}, actor_organisation_id=provider_id)
+
+
+def auto_act_caller(tx: StoreTx, services: Services) -> Caller | None:
+    """The Provider operator that acts automatically: `Settings.auto_act_operator` by name, else
+    the Provider's first active service account; None when there is none."""
+    wanted = services.settings.auto_act_operator
+    for org in tx.organisations_of_type(PartyType.PROVIDER):
+        for op in tx.operators(org.id):
+            if not op.active:
+                continue
+            if (op.name == wanted) if wanted else (op.kind is OperatorKind.SERVICE_ACCOUNT):
+                return Caller(operator_id=op.id, operator_name=op.name, organisation_id=org.id,
+                              organisation_name=org.name, party_type=PartyType.PROVIDER, ministry=org.ministry)
+    return None
+
+
+def after_countersigned(services: Services, request_id: str) -> Request | None:
+    """Call after a countersignature has COMMITTED (by a client or automatically).
+
+    When the Provider's policy (`Settings.auto_act_request_types`) lists the request's type,
+    the Provider acts at once through `act_and_record` as its automatic operator (its own
+    decide / sign / store transactions).  Returns the completed request, or None when the
+    request is not countersigned, its type is not listed, or acting failed: a failure
+    leaves the request countersigned in the Provider's queue and is audited
+    (`request.act_failed` by `act_and_record`, `request.auto_act_skipped` when there is no
+    operator to act as).  Never raises for a refusal of the act itself.
+    """
+    types = services.settings.auto_act_request_types
+    if not types:
+        return None
+    with services.store.transaction() as tx:
+        req = tx.request(request_id)
+        if req.state is not RequestState.COUNTERSIGNED or req.request_type not in types:
+            return None
+        caller = auto_act_caller(tx, services)
+        provider_id = next((o.id for o in tx.organisations_of_type(PartyType.PROVIDER)), None)
+    if caller is None:
+        wanted = services.settings.auto_act_operator
+        _auto_act_skipped(services, request_id, provider_id,
+                          f"no active Provider operator named {wanted!r}" if wanted
+                          else "the Provider has no active service account to act as")
+        return None
+    try:
+        return act_and_record(services.store, services, caller, request_id)
+    except Exception as exc:  # already audited by act_and_record (or a concurrent act won: stale state)
+        import logging
+
+        logging.getLogger(__name__).warning("automatic act on %s failed: %s: %s", request_id,
+                                            type(exc).__name__, exc)
+        return None

@@ -221,6 +221,12 @@ class StoreTx:
     def operator_by_token_id(self, token_id: str) -> Operator | None:
         return self.session.scalars(select(Operator).where(Operator.token_id == token_id)).one_or_none()
 
+    def operators(self, organisation_id: int) -> Sequence[Operator]:
+        """An organisation's operators and service accounts, oldest first."""
+        return self.session.scalars(
+            select(Operator).where(Operator.organisation_id == organisation_id).order_by(Operator.id)
+        ).all()
+
     # --- requests -------------------------------------------------------------------------
 
     def add_request(

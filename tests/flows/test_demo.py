@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from fixtures.demo import bootstrap_demo
+from fixtures.demo import bootstrap_demo, demo_settings
 from icao_pki.clock import FakeClock
 from lifecycle_api.app import create_app
 from lifecycle_api.settings import ScryptParameters, Settings, load_certificate_file
@@ -45,7 +45,7 @@ def test_demo_bootstrap_is_idempotent_and_usable(tmp_path: Path, keystore) -> No
     assert later["crls"] == counts["crls"] + 2  # only fresh government-CA CRLs
 
     creds = json.loads(first.credentials_path.read_text())["parties"]
-    app = create_app(replace_trust(settings, first), clock, store=store, keyring=keystore)
+    app = create_app(demo_settings(settings, first), clock, store=store, keyring=keystore)
     client = TestClient(app)
     agency = creds["agency"]
     h = {"Authorization": f"Bearer {agency['token']}"}
@@ -58,16 +58,13 @@ def test_demo_bootstrap_is_idempotent_and_usable(tmp_path: Path, keystore) -> No
                                 clock.now())
     r = client.post("/v1/requests", json={"document": base64.b64encode(doc).decode()}, headers=h)
     assert r.status_code == 201, r.text
-    assert r.json()["state"] == "countersigned"  # the Cơ yếu unit's key is held centrally
-    r = client.post(f"/v1/requests/{r.json()['id']}/act",
-                    headers={"Authorization": f"Bearer {creds['provider']['token']}"})
-    assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+    # the Cơ yếu unit's key is held centrally (automatic countersignature) and the demo Provider's
+    # policy issues DS certificates at once, as its service account
+    body = r.json()
+    assert body["state"] == "completed", body
+    assert [s["purpose"] for s in body["signatures"]] == ["application", "countersignature"]
+    cert = client.get(f"/v1/certificates/{body['result']['certificate_id']}", headers=h)
+    assert cert.status_code == 200 and cert.json()["role"] == "ds", cert.text
     client.close()
     store.dispose()
 
-
-def replace_trust(settings: Settings, deployment) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, org_pki_roots=deployment.org_pki_roots,
-                   org_pki_intermediates=deployment.org_pki_intermediates)
