@@ -2,7 +2,14 @@
 
 `PartyClient` builds the signed documents of `lifecycle_api.workflow` (request,
 countersignature, rejection), signs them through the organisation's own `Signer` (its
-PKCS#11 token in production) and calls the API.  Refusals come back as `ApiRefusal`
+PKCS#11 token in production) and calls the API.  It covers every flow of REQUIREMENTS.md
+§3: DS (`request_ds_certificate`: the service generates the DS key and its CSR, the
+Agency signs the request), IS and IS renewal (`request_is_certificate` with a CV request
+or an authenticated one), a foreign DV's request brought in by the Agency
+(`request_foreign_dv_certificate`), our DV abroad (`request_dv_abroad`, then
+`exported_cv_request` and `import_foreign_certificate`), revocation (`request_revocation`,
+Art. 17 reasons), key ceremonies (`propose_ceremony`, `approve_ceremony`) and the results
+(`certificates`, `certificate`).  Refusals come back as `ApiRefusal`
 carrying the problem+json document.  The `icao-pki client …` commands are thin wrappers.
 """
 
@@ -102,6 +109,83 @@ class PartyClient:
 
     def act(self, request_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/requests/{request_id}/act")
+
+    # --- the certificate flows -------------------------------------------------------------
+
+    def ds_key(self, document_type: str, key_spec: str | None = None) -> dict[str, Any]:
+        """A DS key generated in the service's HSM for this Agency, with its PKCS#10 request."""
+        body: dict[str, Any] = {"document_type": document_type}
+        if key_spec:
+            body["key_spec"] = key_spec
+        return self._call("POST", "/v1/ds/keys", body)
+
+    def request_ds_certificate(self, document_type: str, key_spec: str | None = None,
+                               **options: int | None) -> dict[str, Any]:
+        """DS flow, first hop: ask for a DS key and CSR, then sign and submit the ds_certificate
+        request for it (`options`: key_usage_months, validity_months)."""
+        key = self.ds_key(document_type, key_spec)
+        payload = {"hsm_label": key["hsm_label"], "csr": key["csr"],
+                   **{k: v for k, v in options.items() if v is not None}}
+        return self.submit("ds_certificate", payload, document_type)
+
+    def request_is_certificate(self, cv_request: bytes, document_type: str,
+                               validity_days: int | None = None) -> dict[str, Any]:
+        """IS certificate, or its renewal when `cv_request` is authenticated by the current IS key."""
+        payload: dict[str, Any] = {"cv_request": base64.b64encode(cv_request).decode()}
+        if validity_days is not None:
+            payload["validity_days"] = validity_days
+        return self.submit("is_certificate", payload, document_type)
+
+    def request_foreign_dv_certificate(self, cv_request: bytes, foreign_state_organisation_id: int,
+                                       document_type: str, validity_days: int | None = None) -> dict[str, Any]:
+        """A foreign DV's request (authenticated by its state's CVCA), brought in by the Agency."""
+        payload: dict[str, Any] = {"cv_request": base64.b64encode(cv_request).decode(),
+                                   "foreign_state_organisation_id": foreign_state_organisation_id}
+        if validity_days is not None:
+            payload["validity_days"] = validity_days
+        return self.submit("foreign_dv_certificate", payload, document_type)
+
+    def request_dv_abroad(self, foreign_state_organisation_id: int, document_type: str) -> dict[str, Any]:
+        """Our DV certified by a foreign CVCA: the Provider generates the key and CV request."""
+        return self.submit("dv_request_abroad", {"foreign_state_organisation_id": foreign_state_organisation_id},
+                           document_type)
+
+    def exported_cv_request(self, request_id: str) -> bytes:
+        """The CV request of a completed dv_request_abroad, to send to the foreign state."""
+        req = self.request(request_id)
+        if req["request_type"] != "dv_request_abroad":
+            raise LifecycleError(f"request {request_id} is a {req['request_type']} request, not dv_request_abroad")
+        if req["state"] != "completed" or not (req.get("result") or {}).get("cv_request"):
+            raise LifecycleError(f"request {request_id} is {req['state']}: its CV request is not generated yet")
+        return base64.b64decode(req["result"]["cv_request"])
+
+    def import_foreign_certificate(self, request_id: str, certificate: bytes) -> dict[str, Any]:
+        """Install the certificate the foreign CVCA issued for our DV (Provider)."""
+        return self._call("POST", "/v1/cv/foreign-certificates",
+                          {"request_id": request_id, "der": base64.b64encode(certificate).decode()})
+
+    def request_revocation(self, certificate_id: int, reason: str, invalidity_date: str | None = None,
+                           document_type: str | None = None) -> dict[str, Any]:
+        """Revocation request with an Art. 17 reason (`icao_pki.crl.RevocationReason` value)."""
+        payload: dict[str, Any] = {"certificate_id": certificate_id, "reason": reason}
+        if invalidity_date:
+            payload["invalidity_date"] = invalidity_date
+        return self.submit("revocation", payload, document_type)
+
+    def propose_ceremony(self, kind: str, document_type: str, **options: Any) -> dict[str, Any]:
+        """A key ceremony (csca | cvca | dvca), proposed by one Provider officer."""
+        body = {"kind": kind, "document_type": document_type, **{k: v for k, v in options.items() if v is not None}}
+        return self._call("POST", "/v1/ceremonies", body)
+
+    def approve_ceremony(self, request_id: str) -> dict[str, Any]:
+        """A second Provider officer approves: the key is generated and the certificates signed."""
+        return self._call("POST", f"/v1/ceremonies/{request_id}/approve")
+
+    def certificates(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/certificates")
+
+    def certificate(self, certificate_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/v1/certificates/{certificate_id}")
 
     # --- reading ---------------------------------------------------------------------------
 
