@@ -43,6 +43,7 @@ SOD_TAG = 0x77
 
 #: Data-group file tags (9303-10 Table 34): DG1 0x61, DG2 0x75, DG3 0x63, DG4 0x76, DG5..DG16 0x65..0x70.
 DG_TAGS: dict[int, int] = {1: 0x61, 2: 0x75, 3: 0x63, 4: 0x76} | {n: 0x60 + n for n in range(5, 17)}
+_DG_BY_TAG: dict[int, int] = {tag: number for number, tag in DG_TAGS.items()}
 
 
 class SodError(_cms.CmsError):
@@ -147,9 +148,9 @@ def data_group_number(dg: bytes) -> int:
     """The DG number from a data group file's tag (0x61 → 1, 0x75 → 2, ...)."""
     if not dg:
         raise SodBuildError("empty data group")
-    for number, tag in DG_TAGS.items():
-        if dg[0] == tag:
-            return number
+    number = _DG_BY_TAG.get(dg[0])
+    if number is not None:
+        return number
     raise SodBuildError(f"0x{dg[0]:02X} is not a data-group tag")
 
 
@@ -244,6 +245,18 @@ def parse_sod(data: bytes) -> SecurityObject:
 # --- build ---------------------------------------------------------------------------------
 
 
+_DIGEST_ALGORITHMS: dict[HashAlgorithm, tuple[bytes, int]] = {}
+
+
+def _digest_algorithm(hash_algorithm: HashAlgorithm) -> tuple[bytes, int]:
+    """AlgorithmIdentifier DER (parameters absent) and digest size of a hash, computed once."""
+    known = _DIGEST_ALGORITHMS.get(hash_algorithm)
+    if known is None:
+        oid = core.ObjectIdentifier(algos.DigestAlgorithmId(hash_algorithm.value).dotted).dump()
+        known = _DIGEST_ALGORITHMS[hash_algorithm] = (tlv(0x30, oid), hash_algorithm.digest_size)
+    return known
+
+
 def build_lds_security_object(
     dg_hashes: Mapping[int, bytes],
     hash_algorithm: HashAlgorithm = HashAlgorithm.SHA256,
@@ -252,17 +265,18 @@ def build_lds_security_object(
     """LDSSecurityObject DER: v0, or v1 iff LDSVersionInfo (LDS 1.8)."""
     if not 2 <= len(dg_hashes) <= 16:
         raise SodBuildError(f"an LDSSecurityObject holds 2..16 data-group hashes, got {len(dg_hashes)}")
+    algorithm_der, size = _digest_algorithm(hash_algorithm)
     for number, value in dg_hashes.items():
         if not 1 <= number <= 16:
             raise SodBuildError(f"data group number {number} outside 1..16")
-        if len(value) != hash_algorithm.digest_size:
-            raise SodBuildError(f"DG{number} hash is {len(value)} bytes; {hash_algorithm.value} gives {hash_algorithm.digest_size}")
-    body = b"\x02\x01" + (b"\x01" if lds_version else b"\x00")
-    body += tlv(0x30, core.ObjectIdentifier(algos.DigestAlgorithmId(hash_algorithm.value).dotted).dump())
-    body += tlv(
-        0x30,
-        b"".join(tlv(0x30, b"\x02\x01" + bytes([n]) + tlv(0x04, dg_hashes[n])) for n in sorted(dg_hashes)),
-    )
+        if len(value) != size:
+            raise SodBuildError(f"DG{number} hash is {len(value)} bytes; {hash_algorithm.value} gives {size}")
+    body = (b"\x02\x01\x01" if lds_version else b"\x02\x01\x00") + algorithm_der
+    # each DataGroupHash is SEQUENCE { INTEGER n, OCTET STRING hash }: with a digest under 128
+    # bytes its header is fixed, so no per-entry TLV work (a personalisation line's hot path)
+    head = b"\x30" + bytes((5 + size,)) + b"\x02\x01"
+    tail = bytes((4, size))
+    body += tlv(0x30, b"".join([head + bytes((n,)) + tail + dg_hashes[n] for n in sorted(dg_hashes)]))
     if lds_version:
         for text in (lds_version.lds_version, lds_version.unicode_version):
             if not text.isdigit():

@@ -19,12 +19,17 @@ signing and settling leaves those slots in `signatures_reserved` ("reserved but 
 wasted, never exceeding.  Unused slots of a block are given back by `close()`.
 
 Speed (bench/sign_bench.py): the first SOD of every lease is built by `build_sod`; the
-others by `SodTemplate`, cut from that SOD and proven to reproduce it byte for byte.  Every
-signature is verified under the DS certificate's key by default (boulder: a token returning
-garbage must not leave the building).  On SoftHSM2 an ECDSA verification costs about as much
-as the signature itself, so `verify_every=n` verifies one fast-path signature in n (plus the
-first of every lease, always) — a deployment choice traded against the chance of handing out
-a SOD that fails Passive Authentication; the default stays 1.
+others by `SodTemplate`, cut from that SOD and proven to reproduce it byte for byte (no
+asn1crypto objects on the hot path).  Counting costs one SQL transaction per batch: the
+settle tops the reservation up to a block in the same transaction.  Every signature is
+verified under the DS certificate's key by default (STYLE.md; a token returning garbage must
+not leave the building).  On SoftHSM2 an ECDSA P-256 verification costs about as much CPU as
+the signature, so inline verification roughly halves the rate; ``verify_in="process"`` moves
+it to a worker process (`verifier`) that checks chunk k while chunk k+1 is signed — the batch
+is still returned only when every signature has been verified, and a lost worker fails the
+batch closed.  It pays off only with a spare core.  `verify_every=n` (verify one fast-path
+signature in n; the first of every lease always) remains for deployments that accept the
+risk; the default stays 1.
 
 When the current key cannot reserve any more (budget spent) or its window has ended, the
 next candidate (the successor issued by the rollover) is taken in the same call: the
@@ -55,6 +60,7 @@ from ..store import PartyType, Store, StoreTx
 from . import keys as keyq
 from .keys import DsKeyView
 from .sod_template import SodTemplate
+from .verifier import ProcessVerifier, VerifierUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +128,17 @@ class _Lease:
     certificate_key: Any = None
     usable_from: datetime = _NEVER_FROM
     usable_until: datetime = _NEVER_UNTIL
+
+
+@dataclass
+class _Deferred:
+    """Fast-path signatures of one batch awaiting the worker's verdict (see `verifier`)."""
+
+    certificate: bytes = b""
+    algorithm: bytes = b""
+    pairs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    indexes: list[int] = field(default_factory=list)
+    jobs: dict[int, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -196,6 +213,12 @@ class DsSigningService:
     #: verify every n-th signature of the fast path (1 = every one, the default).  The first
     #: signature of every lease is always built and verified by `build_sod`.
     verify_every: int = 1
+    #: where fast-path signatures are verified: "inline" (this thread, before the next
+    #: signature) or "process" (`verifier.ProcessVerifier`: a worker process verifies chunk k
+    #: while chunk k+1 is signed; the batch is returned only once every verdict is in)
+    verify_in: str = "inline"
+    verify_chunk: int = 64
+    _verifier: ProcessVerifier | None = field(default=None, init=False, repr=False)
     _leases: dict[DocumentType, _Lease] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _last_alert: dict[DocumentType, datetime] = field(default_factory=dict, init=False, repr=False)
@@ -223,6 +246,7 @@ class DsSigningService:
         results: list[SignedSod] = []
         with self._lock:
             made: dict[int, int] = {}
+            deferred = _Deferred() if self.verify_in == "process" and self.verify_every <= 1 else None
             try:
                 for hashes, econtent, lds_version in prepared:
                     lease, now = self._usable_lease(doc, len(prepared) - len(results))
@@ -230,34 +254,102 @@ class DsSigningService:
                     # counted as used from here: a signature the HSM made is a signature, even
                     # if the SOD then fails its own verification
                     made[lease.key.key_id] = made.get(lease.key.key_id, 0) + 1
-                    sod = self._build(lease, hashes, econtent, lds_version, now)
+                    sod = self._build(lease, hashes, econtent, lds_version, now, deferred, len(results))
                     results.append(
                         SignedSod(sod, lease.key.key_id, lease.key.hsm_label, lease.key.certificate_id or 0, now)
                     )
+                    if deferred is not None and len(deferred.pairs) >= self.verify_chunk:
+                        self._submit(deferred)
+                if deferred is not None:
+                    self._settle_verdicts(deferred, results)
             except Exception as exc:
+                if deferred is not None and isinstance(exc, SigningFailed):
+                    # the verifier failed: whatever still awaits a verdict is not handed out
+                    waiting = deferred.indexes + [i for indexes in deferred.jobs.values() for i in indexes]
+                    if waiting:
+                        del results[min(waiting):]
+                elif deferred is not None:
+                    # hand out only what was verified: wait for the verdicts already queued
+                    try:
+                        self._settle_verdicts(deferred, results)
+                    except SigningFailed as failed:
+                        failed.partial_sods = list(results)  # type: ignore[attr-defined]
+                        raise failed from exc
                 # the SODs made before the refusal are counted: hand them out with the error
                 exc.partial_sods = list(results)  # type: ignore[attr-defined]
                 raise
             finally:
                 if made:
-                    with self.store.transaction() as tx:
-                        for key_id, count in made.items():
-                            tx.settle_signatures(key_id, used=count)
+                    self._settle(doc, made)
         return results
 
+    def _settle(self, doc: DocumentType, made: dict[int, int]) -> None:
+        """Count what was signed; in the same transaction top the lease's reservation up to a
+        block when it runs low, so a personalisation line pays one SQL round trip per batch."""
+        lease = self._leases.get(doc)
+        topped = 0
+        with self.store.transaction() as tx:
+            for key_id, count in made.items():
+                tx.settle_signatures(key_id, used=count)
+            if lease is not None and lease.reserved < self.block_size // 4:
+                try:
+                    tx.reserve_signatures(lease.key.key_id, self.block_size)
+                    topped = self.block_size
+                except (CounterExhausted, StaleState):
+                    pass  # the next call takes what is left (or switches key) on its own path
+        if lease is not None:
+            lease.reserved += topped
+
     def close(self) -> None:
-        """Give back the reserved slots this instance did not use."""
+        """Give back the reserved slots this instance did not use (and stop the verifier)."""
         with self._lock:
             for doc in list(self._leases):
                 self._release(doc)
+            if self._verifier is not None:
+                self._verifier.close()
+                self._verifier = None
 
     def held_reservations(self) -> dict[str, int]:
         return {lease.key.hsm_label: lease.reserved for lease in self._leases.values()}
 
     # --- internals --------------------------------------------------------------------------
 
+    def _submit(self, deferred: _Deferred) -> None:
+        if not deferred.pairs:
+            return
+        if self._verifier is None:
+            self._verifier = ProcessVerifier()
+        try:
+            job = self._verifier.submit(deferred.certificate, deferred.algorithm, deferred.pairs)
+        except VerifierUnavailable as exc:
+            raise SigningFailed(f"signatures could not be verified: {exc}", key_label="") from None
+        deferred.jobs[job] = deferred.indexes
+        deferred.pairs, deferred.indexes = [], []
+
+    def _settle_verdicts(self, deferred: _Deferred, results: list[SignedSod]) -> None:
+        """Wait for every verdict; on a failure keep only the SODs before the first bad one."""
+        self._submit(deferred)
+        if not deferred.jobs:
+            return
+        assert self._verifier is not None
+        try:
+            verdicts = self._verifier.collect()
+        except VerifierUnavailable as exc:
+            first = min(i for indexes in deferred.jobs.values() for i in indexes)
+            del results[first:]
+            deferred.jobs.clear()
+            raise SigningFailed(f"signatures could not be verified, nothing unverified is handed out: {exc}",
+                                key_label="") from None
+        bad = [(deferred.jobs[job][index], why) for job, failed in verdicts.items() for index, why in failed]
+        deferred.jobs.clear()
+        if bad:
+            first, why = min(bad)
+            label = results[first].key_label
+            del results[first:]
+            raise SigningFailed(f"{label} produced a signature that does not verify: {why}", key_label=label)
+
     def _build(self, lease: _Lease, hashes: dict[int, bytes], econtent: bytes, lds_version: LdsVersion | None,
-               now: datetime) -> bytes:
+               now: datetime, deferred: _Deferred | None = None, position: int = 0) -> bytes:
         lease.signed += 1
         template = lease.template
         if template is None:
@@ -273,7 +365,14 @@ class DsSigningService:
         attrs = template.signed_attributes(econtent, now)
         raw = lease.signer.sign(attrs, self.hash_algorithm, self.rsa_padding)
         signature = plain_to_der(raw) if lease.signer.kind is KeyKind.EC else raw
-        if self.verify_every <= 1 or lease.signed % self.verify_every == 0:
+        if deferred is not None:
+            if deferred.certificate is not lease.certificate:
+                self._submit(deferred)
+                deferred.certificate = lease.certificate
+                deferred.algorithm = template.signature_algorithm.dump()
+            deferred.pairs.append((signature, attrs))
+            deferred.indexes.append(position)
+        elif self.verify_every <= 1 or lease.signed % self.verify_every == 0:
             try:
                 verify_algorithm_signature(lease.certificate_key, template.signature_algorithm, signature, attrs)
             except CmsSignatureError as exc:

@@ -24,7 +24,7 @@ from asn1crypto import algos, cms
 
 from icao_pki.cms import cms_time, tlv
 from icao_pki.signer import HashAlgorithm
-from icao_pki.sod import unwrap_sod, wrap_sod
+from icao_pki.sod import SOD_TAG, unwrap_sod
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class SodTemplate:
     _ct_attr: bytes
     _md_oid: bytes
     _st_oid: bytes
-    _st_cache: dict[datetime, bytes] = field(default_factory=dict, compare=False, repr=False)
+    _st_cache: dict[datetime, tuple[bytes, bytes]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_reference(cls, sod: bytes, hash_algorithm: HashAlgorithm) -> SodTemplate | None:
@@ -76,19 +76,57 @@ class SodTemplate:
             return None
 
     def signed_attributes(self, econtent: bytes, signing_time: datetime) -> bytes:
-        """The DER SET OF signed attributes — exactly the bytes the signature covers."""
-        md = tlv(0x30, self._md_oid + tlv(0x31, tlv(0x04, self.hash_algorithm.digest(econtent))))
-        second = signing_time.replace(microsecond=0)
-        st = self._st_cache.get(second)
-        if st is None:  # one encoding per second (signingTime has whole seconds)
+        """The DER SET OF signed attributes — exactly the bytes the signature covers.
+
+        Hot path: no asn1crypto objects and no sorting per call.  The messageDigest attribute
+        has a fixed length (the digest size) and signingTime one of two fixed lengths
+        (UTCTime / GeneralizedTime), so the SET's header and the DER order of its three
+        members are computed once per encoding of the time and cached with it."""
+        second = signing_time.replace(microsecond=0) if signing_time.microsecond else signing_time
+        cached = self._st_cache.get(second)
+        if cached is None:  # one encoding per second (signingTime has whole seconds)
             self._st_cache.clear()
-            st = self._st_cache[second] = tlv(0x30, self._st_oid + tlv(0x31, cms_time(second).dump()))
-        return tlv(0x31, b"".join(sorted((self._ct_attr, md, st))))
+            st = tlv(0x30, self._st_oid + tlv(0x31, cms_time(second).dump()))
+            md_probe = self._md_prefix() + bytes(self.hash_algorithm.digest_size)
+            order = sorted(((self._ct_attr, 0), (md_probe, 1), (st, 2)), key=lambda item: item[0])
+            # the order depends only on lengths and OIDs (the tags and OIDs differ before any
+            # digest byte), so the probe digest's value does not matter
+            parts = [p for p, _ in order]
+            total = sum(len(p) for p in parts)
+            md_at = [i for _, i in order].index(1)
+            before = _header(0x31, total) + b"".join(parts[:md_at])
+            after = b"".join(parts[md_at + 1 :])
+            cached = self._st_cache[second] = (before + self._md_prefix(), after)
+        before, after = cached
+        return before + self.hash_algorithm.digest(econtent) + after
+
+    def _md_prefix(self) -> bytes:
+        size = self.hash_algorithm.digest_size
+        return _header(0x30, len(self._md_oid) + 4 + size) + self._md_oid + _header(0x31, 2 + size) + _header(0x04, size)
 
     def assemble(self, econtent: bytes, signing_time: datetime, signature: bytes, attrs: bytes | None = None) -> bytes:
         """The EF.SOD; `attrs` are the signed attributes if already computed for the signature."""
         attrs = attrs or self.signed_attributes(econtent, signing_time)
-        signer_info = tlv(0x30, self._si_head + b"\xa0" + attrs[1:] + self._si_sigalg + tlv(0x04, signature))
-        encap = tlv(0x30, self._econtent_type + tlv(0xA0, tlv(0x04, econtent)))
-        signed_data = tlv(0x30, self._sd_head + encap + self._certificates + tlv(0x31, signer_info))
-        return wrap_sod(tlv(0x30, self._ci_type + tlv(0xA0, signed_data)))
+        si_body = self._si_head + b"\xa0" + attrs[1:] + self._si_sigalg + _header(0x04, len(signature)) + signature
+        signer_info = _header(0x30, len(si_body)) + si_body
+        econtent_tlv = _header(0x04, len(econtent)) + econtent
+        explicit = _header(0xA0, len(econtent_tlv)) + econtent_tlv
+        encap_body_len = len(self._econtent_type) + len(explicit)
+        encap = _header(0x30, encap_body_len) + self._econtent_type + explicit
+        signer_infos = _header(0x31, len(signer_info)) + signer_info
+        sd_body = self._sd_head + encap + self._certificates + signer_infos
+        signed_data = _header(0x30, len(sd_body)) + sd_body
+        ci_body = self._ci_type + _header(0xA0, len(signed_data)) + signed_data
+        ci = _header(0x30, len(ci_body)) + ci_body
+        return _header(SOD_TAG, len(ci)) + ci
+
+
+def _header(tag: int, length: int) -> bytes:
+    """DER tag and length (definite form) for a one-byte tag."""
+    if length < 0x80:
+        return bytes((tag, length))
+    if length < 0x100:
+        return bytes((tag, 0x81, length))
+    if length < 0x10000:
+        return bytes((tag, 0x82, length >> 8, length & 0xFF))
+    return bytes((tag, 0x83, length >> 16, (length >> 8) & 0xFF, length & 0xFF))

@@ -49,3 +49,41 @@ def test_template_refuses_what_it_cannot_reproduce(soft_p256, soft_rsa2048) -> N
     reference = build_sod(dg_hashes=_hashes(0), ds_signer=soft_rsa2048, ds_certificate=ds.der, signing_time=T0)
     assert SodTemplate.from_reference(reference + b"\x00", HashAlgorithm.SHA256) is None
     assert SodTemplate.from_reference(b"\x77\x03\x30\x01\x00", HashAlgorithm.SHA256) is None
+
+
+class _Recording:
+    """Wraps a signer and remembers every (data → output), so an ECDSA signature (random k)
+    can be replayed: the fast path given build_sod's own signature must give build_sod's bytes."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.made: dict[bytes, bytes] = {}
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def sign(self, data: bytes, hash_algorithm, rsa_padding=RsaPadding.PKCS1V15) -> bytes:  # type: ignore[no-untyped-def]
+        out = self.made[data] = self.inner.sign(data, hash_algorithm, rsa_padding)
+        return out
+
+
+def test_template_reproduces_build_sod_byte_for_byte_ecdsa(soft_p256, soft_bp256) -> None:  # type: ignore[no-untyped-def]
+    from icao_pki.signature import plain_to_der
+    from icao_pki.sod import LdsVersion
+
+    csca = make_csca(soft_p256)
+    ds = make_ds(soft_p256, csca, soft_bp256, DocumentType.PASSPORT)
+    recording = _Recording(soft_bp256)
+    reference = build_sod(dg_hashes=_hashes(0), ds_signer=recording, ds_certificate=ds.der, signing_time=T0)
+    template = SodTemplate.from_reference(reference, HashAlgorithm.SHA256)
+    assert template is not None
+    cases = [(1, T0 + timedelta(seconds=1), None), (2, T0 + timedelta(days=40, microseconds=5), None),
+             (3, T0.replace(year=2051), None), (4, T0 + timedelta(hours=3), LdsVersion("0108", "040000"))]
+    for i, when, lds in cases:
+        hashes = _hashes(i) | ({n: HashAlgorithm.SHA256.digest(b"%d" % n) for n in range(3, 17)} if i == 4 else {})
+        expected = build_sod(dg_hashes=hashes, ds_signer=recording, ds_certificate=ds.der, signing_time=when,
+                             lds_version=lds)  # fmt: skip
+        econtent = build_lds_security_object(hashes, HashAlgorithm.SHA256, lds)
+        attrs = template.signed_attributes(econtent, when)
+        assert attrs in recording.made  # the fast path signs exactly the bytes build_sod signed
+        assert template.assemble(econtent, when, plain_to_der(recording.made[attrs]), attrs) == expected
