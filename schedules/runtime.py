@@ -20,6 +20,7 @@ import httpx
 
 from icao_pki.keystore import KeyStore
 from icao_pki.policy import DocumentType
+from lifecycle_api.authority import Authority
 from lifecycle_api.notifications import PayloadSigner, deliver_due
 from lifecycle_api.services import Services
 from lifecycle_api.signing.crl import HsmCrlIssuer
@@ -59,6 +60,8 @@ def job_context(
     thresholds: RolloverThresholds | None = None,
     crl_interval: timedelta = timedelta(days=1),
 ) -> JobContext:
+    # the sign component the service's flows use (journal, verify); one on `keystore` otherwise
+    authority = services.authority or Authority(services.store, keystore, services.clock, services.settings.policy)
     successor = None
     if agency_operator_ids:
         successor = ByDocumentType({doc: AgencyFlowRequester(services, op) for doc, op in agency_operator_ids.items()})
@@ -75,7 +78,7 @@ def job_context(
         successor=successor, thresholds=thresholds or RolloverThresholds(),
         renewals=FlowRenewals(services, provider_operator_id) if provider_operator_id is not None else None,
         ca_rollover=CeremonyProposer(services, provider_operator_id) if provider_operator_id is not None else None,
-        crl_issuer=HsmCrlIssuer(services.store, keystore, next_update=services.settings.crl_next_update),
+        crl_issuer=HsmCrlIssuer(authority, next_update=services.settings.crl_next_update),
         crl_interval=crl_interval, deliver_notifications=deliver,
     )  # fmt: skip
 

@@ -45,6 +45,7 @@ from icao_pki.policy import (
     cv_max_expiration,
 )
 from icao_pki.signer import HashAlgorithm
+from lifecycle_api.authority import Authority
 from lifecycle_api.hierarchy import day_end, day_start
 from lifecycle_api.signing import DsSigningService, NoSigningKey, SodInput, usage_report
 from lifecycle_api.signing.crl import HsmCrlIssuer
@@ -235,7 +236,7 @@ def _simulate(box: Sandbox, clock: FakeClock, policy: Policy, years: int, sods_p
     box.issuer.issue(DOC)
     service = DsSigningService(box.store, box.keystore, clock, policy, block_size=max(256, sods_per_day))
     ctx = JobContext(store=box.store, clock=clock, policy=policy, keystore=box.keystore, successor=box.issuer,
-                     renewals=cv, crl_issuer=HsmCrlIssuer(box.store, box.keystore))
+                     renewals=cv, crl_issuer=HsmCrlIssuer(Authority(box.store, box.keystore, clock, policy)))
     tally: dict[str, list[Any]] = defaultdict(lambda: [0, None, None])  # label -> [count, first, last]
     current: str | None = None
     serial = 0
