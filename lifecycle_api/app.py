@@ -14,6 +14,7 @@ from .authority import Authority
 from .certificate_flows import register_certificate_handlers
 from .deadlines import DeadlineRule, WorkingCalendar
 from .handlers import HandlerRegistry
+from .openapi import install_openapi
 from .pki_routes import PUBLICATION_PATHS
 from .pki_routes import router as pki_router
 from .problems import install_problem_handlers
@@ -99,6 +100,7 @@ def create_app(
         # orphaned signatures abandoned (each audited); see Authority.recover
         app.router.on_startup.append(lambda: _recover(authority))
     assert_every_route_authorized(app.routes, PUBLIC_PATHS)
+    install_openapi(app, PUBLIC_PATHS)  # examples and problem+json errors for every operation
     return app
 
 
