@@ -665,7 +665,14 @@ class Pkcs11Signer:
 
     def _call_sign(self, data: bytes, mechanism: Mechanism, param: Any) -> bytes:
         try:
-            return self._private().sign(data, mechanism=mechanism, mechanism_param=param)
+            try:
+                return self._private().sign(data, mechanism=mechanism, mechanism_param=param)
+            except p11_errors.GeneralError:
+                # SoftHSM2's file token store answers CKR_GENERAL_ERROR now and then when many
+                # processes read it under load; a failed C_Sign made no signature, so one retry
+                # with a fresh handle is safe (and callers verify what they get).
+                self._handle = None
+                return self._private().sign(data, mechanism=mechanism, mechanism_param=param)
         except (
             p11_errors.ObjectHandleInvalid,
             p11_errors.KeyHandleInvalid,

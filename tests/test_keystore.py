@@ -311,3 +311,25 @@ def test_keystore_missing_pin_and_token_errors(
             )
         )
     assert "1234" not in repr(PinSource(env="ICAO_PKI_UNSET_PIN"))
+
+
+def test_keystore_retries_one_general_error_but_not_two(keystore: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pkcs11 import exceptions as p11_errors
+
+    signer = keystore.generate_key(keystore.next_label("test", "flaky"), "secp256r1")
+    real = signer._private()
+    failures = {"left": 1}
+
+    class Flaky:
+        def sign(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if failures["left"]:
+                failures["left"] -= 1
+                raise p11_errors.GeneralError()
+            return real.sign(*args, **kwargs)
+
+    monkeypatch.setattr(signer, "_private", lambda: Flaky())
+    sig = signer.sign(b"m", HashAlgorithm.SHA256)  # one transient failure is absorbed
+    verify_with_cryptography(signer.public_key_info(), sig, b"m", HashAlgorithm.SHA256, RsaPadding.PKCS1V15)
+    failures["left"] = 2
+    with pytest.raises(KeyStoreError, match="GeneralError"):
+        signer.sign(b"m", HashAlgorithm.SHA256)
