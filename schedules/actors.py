@@ -21,6 +21,7 @@ from icao_pki.policy import DocumentType, Role
 from lifecycle_api.auth import Caller
 from lifecycle_api.ceremonies import CEREMONY, propose
 from lifecycle_api.services import Services
+from lifecycle_api.signing.is_renewal import HsmIsRenewal
 from lifecycle_api.store import Certificate, Operator, Request, RequestState
 
 from .decisions import CaRolloverDue, CaRolloverNotices, RenewalDue, RenewalNotices
@@ -66,8 +67,11 @@ class CeremonyProposer:
 class FlowRenewals:
     """Production `RenewalRequester` for the IS and DV renewal schedules.
 
-    * IS (1 month): the holder renews with an authenticated request signed by its current
-      IS key, which only it holds — the schedule records the due renewal and notifies it.
+    * IS (1 month): renewed by an authenticated request whose outer signature is made with the
+      holder's current IS key.  When that key is in this service's HSM, `is_renewal`
+      (`lifecycle_api.signing.is_renewal.HsmIsRenewal`) makes and submits the request as the
+      IS operator, so the renewal needs no human; otherwise only the holder can sign it, and
+      the schedule records the due renewal and notifies it.
     * Our domestic DV (3 months, issued by our CVCA): a ``dvca`` key ceremony is proposed
       (once) by the Provider's service account; an officer approves.
     * Our DV abroad (issued by a foreign CVCA): the Agency's ``dv_request_abroad`` request is
@@ -79,9 +83,14 @@ class FlowRenewals:
     services: Services
     provider_operator_id: int
     submit_abroad: Callable[[int, DocumentType, datetime], str] | None = None
+    is_renewal: HsmIsRenewal | None = None
 
     def request_renewal(self, due: RenewalDue, now: datetime) -> str:
         store = self.services.store
+        if due.role is Role.IS and self.is_renewal is not None:
+            request_id = self.is_renewal.renew(due.certificate_id, now)
+            if request_id is not None:
+                return f"request:{request_id}"
         if due.role is not Role.DVCA:
             return RenewalNotices(store).request_renewal(due, now)
         with store.transaction() as tx:

@@ -25,6 +25,7 @@ from lifecycle_api.notifications import PayloadSigner, deliver_due
 from lifecycle_api.services import Services
 from lifecycle_api.signing.crl import HsmCrlIssuer
 from lifecycle_api.signing.flow import AgencyFlowRequester
+from lifecycle_api.signing.is_renewal import HsmIsRenewal
 from lifecycle_api.signing.rollover import RolloverThresholds, SuccessorRequester
 from lifecycle_api.store import StoreTx
 
@@ -76,7 +77,8 @@ def job_context(
     return JobContext(
         store=services.store, clock=services.clock, policy=services.settings.policy, keystore=keystore,
         successor=successor, thresholds=thresholds or RolloverThresholds(),
-        renewals=FlowRenewals(services, provider_operator_id) if provider_operator_id is not None else None,
+        renewals=(FlowRenewals(services, provider_operator_id, is_renewal=HsmIsRenewal(services, authority))
+                  if provider_operator_id is not None else None),
         ca_rollover=CeremonyProposer(services, provider_operator_id) if provider_operator_id is not None else None,
         crl_issuer=HsmCrlIssuer(authority, next_update=services.settings.crl_next_update),
         crl_interval=crl_interval, deliver_notifications=deliver,

@@ -11,7 +11,8 @@ Acting for the Agency (its service account), the rollover job
    `sign_document`; if neither is available, the Agency is notified to submit the request
    itself with the CSR (the key is already there, the decision recorded).
 
-The Cơ yếu unit countersigns (automatically if it is configured so) and the Provider acts,
+The Cơ yếu unit countersigns (automatically if it is configured so) and the Provider acts
+(at once, through `workflow.after_countersigned`, when its policy lists ``ds_certificate``),
 which activates the key with its usage window and budget.  Until then `successor_pending`
 is true for the document type.
 """
@@ -33,7 +34,7 @@ from ..certificate_flows import DS, create_ds_key
 from ..services import Services
 from ..signed_documents import build_signed_document
 from ..store import Operator, Request, RequestState, StoreTx
-from ..workflow import submit_request
+from ..workflow import after_countersigned, submit_request
 
 SignDocument = Callable[[bytes, datetime], bytes]
 
@@ -92,4 +93,8 @@ class AgencyFlowRequester:
                    "document_type": doc.value, "payload": payload, "nonce": secrets.token_hex(8)}
         document = sign(json.dumps(content, ensure_ascii=False).encode(), now)
         with self.services.store.transaction() as tx:
-            return submit_request(tx, self.services, caller, document).id
+            request_id = submit_request(tx, self.services, caller, document).id
+        # countersigned automatically (Cơ yếu policy) and ds_certificate in the Provider's
+        # auto-act list: the successor is issued now, end to end; otherwise it waits in the queues
+        after_countersigned(self.services, request_id)
+        return request_id

@@ -1,0 +1,237 @@
+"""IS certificate renewal without a human, when the service's HSM holds the IS operator's key.
+
+Issue 5: IS certificates (1 month, Art. 23.2c / 26.2c) are "renewed ahead of expiry by
+authenticated requests".  A renewal is a CV request for a *new* IS key whose inner signature
+is made by that new key and whose outer signature is made by the holder's *current* IS key
+(TR-03110-3 C.2.6; `certificate_flows._check_renewal` checks it).  Only the holder of the
+current key can make that outer signature, so the schedule can renew on the holder's behalf
+only when the holder's IS key lives in this service's HSM — a `Key` row of role IS of the
+holder organisation whose HSM public key is the current certificate's key (checked, never
+assumed from the label).  Otherwise `HsmIsRenewal.renew` returns None and the schedule keeps
+notifying the holder (`schedules.decisions.RenewalNotices`).
+
+What it does, acting for the IS operator as its operator (an explicit mapping, or the
+organisation's service account), through the sign component (`Authority`: journalled before
+the HSM, verified after):
+
+1. generates the new IS key in the HSM (same curve as the current key — the chain's domain
+   parameters), with the next CHR of the holder (sequence + 1, never one already certified);
+2. signs the inner request with the new key (CAR: our DV valid now), and the outer signature
+   with the current IS key (outer CAR: the current certificate's CHR);
+3. submits the ``is_certificate`` request signed with the IS operator's document key (its
+   centrally held organisation key, or the injected `sign_document`); in the same
+   transaction it records the new key (role IS, state GENERATED, holder the IS operator) and
+   commits the three journal rows — a failure before that destroys the new key and abandons
+   the signatures;
+4. calls `workflow.after_countersigned`, so that when the Cơ yếu unit countersigns
+   automatically and the Provider's policy lists ``is_certificate`` the certificate is
+   issued at once; otherwise the request waits in the normal queues.
+
+Idempotent: an audit entry ``is.renewal_requested`` on the certificate names the request; a
+second run returns it while that request is open or completed, and renews again only if it
+ended otherwise (refused, failed).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from cvc.builders import build_authenticated_request, build_request
+from cvc.certificate import AuthenticatedRequest, parse_request
+from cvc.certificate import parse_certificate as parse_cv_certificate
+from cvc.reference import HolderReference
+from cvc.validation import verify_request
+from icao_pki.keystore import KeyNotFound
+from icao_pki.policy import CertificateFormat, DocumentType, Role
+
+from ..auth import Caller
+from ..authority import Authority, GeneratedKey, Signed, key_matches
+from ..certificate_flows import IS
+from ..hierarchy import cv_chain
+from ..services import Services
+from ..signed_documents import build_signed_document
+from ..store import AuditEntry, Key, KeyState, OperatorKind, RequestState, StoreTx
+from ..workflow import after_countersigned, submit_request
+
+#: (organisation id, content, signing time) -> CMS signed document of that organisation
+SignDocument = Callable[[int, bytes, datetime], bytes]
+
+RENEWAL_REQUESTED = "is.renewal_requested"
+
+
+@dataclass(frozen=True)
+class _Current:
+    label: str
+    chr: str
+    der: bytes
+    organisation_id: int
+    document_type: DocumentType
+    spec: str
+
+
+@dataclass
+class HsmIsRenewal:
+    services: Services
+    authority: Authority
+    #: IS organisation id -> the operator the schedule acts as (default: its service account)
+    operator_ids: Mapping[int, int] = field(default_factory=dict)
+    sign_document: SignDocument | None = None
+
+    def renew(self, certificate_id: int, now: datetime) -> str | None:
+        """The renewal request id, or None when this service cannot renew for the holder."""
+        store = self.services.store
+        with store.transaction() as tx:
+            existing = self._requested(tx, certificate_id)
+            if existing is not None:
+                return existing
+            current = self._current(tx, certificate_id)
+            if current is None:
+                return None
+            caller = self._caller(tx, current.organisation_id)
+            dv_chr = self._dv_chr(tx, current, now)
+            new_chr = self._next_chr(tx, current.chr)
+        if caller is None:
+            return None
+        sign = self._document_signer(current.organisation_id, now)
+        if sign is None:
+            return None
+        cv = parse_cv_certificate(current.der)
+        algorithm = cv.public_key.algorithm
+        current_signer = self.authority.keystore.signer(current.label)
+        current_key = cv.public_key.public_key(current_signer.curve)
+        new = self.authority.generate_key(current.document_type, Role.IS, current.spec,
+                                          purpose=f"IS key renewing {current.chr}")  # fmt: skip
+        signatures: list[Signed] = []
+        try:
+            inner = self.authority.sign(
+                new.signer, new.label, lambda s: build_request(s, chr=new_chr, car=dv_chr, algorithm=algorithm),
+                lambda der: _ok(verify_request(parse_request(der))), purpose="IS renewal request (inner)",
+                details={"chr": new_chr, "renews": current.chr},
+            )  # fmt: skip
+            signatures.append(inner)
+
+            def verify_outer(der: bytes) -> None:
+                request = parse_request(der)
+                assert isinstance(request, AuthenticatedRequest)
+                verify_request(request, outer_key=current_key, outer_algorithm=algorithm)
+
+            outer = self.authority.sign(
+                current_signer, current.label,
+                lambda s: build_authenticated_request(inner.der, s, outer_car=current.chr, outer_algorithm=algorithm),
+                verify_outer, purpose="IS renewal request (outer, current IS key)",
+                details={"chr": new_chr, "outer_car": current.chr},
+            )  # fmt: skip
+            signatures.append(outer)
+            content = {"kind": "request", "organisation_id": current.organisation_id, "request_type": IS,
+                       "document_type": current.document_type.value,
+                       "payload": {"cv_request": base64.b64encode(outer.der).decode()},
+                       "nonce": secrets.token_hex(8)}  # fmt: skip
+            document = sign(json.dumps(content, ensure_ascii=False).encode(), now)
+            with store.transaction() as tx:
+                request_id = submit_request(tx, self.services, caller, document).id
+                tx.add_key(hsm_label=new.label, role=Role.IS, document_type=current.document_type,
+                           algorithm=current.spec, now=now, organisation_id=current.organisation_id,
+                           state=KeyState.GENERATED)  # fmt: skip
+                for op in (new.operation_id, inner.operation_id, outer.operation_id):
+                    self.authority.commit(tx, op)
+                tx.append_audit(at=now, action=RENEWAL_REQUESTED, entity_type="certificate", entity_id=certificate_id,
+                                details={"request_id": request_id, "chr": new_chr, "outer_car": current.chr,
+                                         "hsm_label": new.label},
+                                actor_organisation_id=current.organisation_id)  # fmt: skip
+        except Exception as exc:
+            self._undo(new, signatures, f"IS renewal of {current.chr} failed: {type(exc).__name__}: {exc}")
+            raise
+        after_countersigned(self.services, request_id)
+        return request_id
+
+    # --- decisions (inside one read transaction) -------------------------------------------
+
+    def _requested(self, tx: StoreTx, certificate_id: int) -> str | None:
+        entries = tx.session.scalars(
+            select(AuditEntry).where(AuditEntry.entity_type == "certificate", AuditEntry.entity_id == str(certificate_id),
+                                     AuditEntry.action == RENEWAL_REQUESTED).order_by(AuditEntry.seq.desc())
+        ).all()  # fmt: skip
+        for entry in entries:
+            request_id = entry.details.get("request_id")
+            request = tx.request(request_id) if request_id else None
+            if request is not None and (not request.state.terminal or request.state is RequestState.COMPLETED):
+                return str(request_id)
+        return None
+
+    def _current(self, tx: StoreTx, certificate_id: int) -> _Current | None:
+        row = tx.certificate(certificate_id)
+        if row.role is not Role.IS or row.organisation_id is None or not row.chr:
+            return None
+        inherited = cv_chain(tx, row).trust.public_key.curve
+        keys = tx.session.scalars(
+            select(Key).where(Key.role == Role.IS, Key.organisation_id == row.organisation_id,
+                              Key.state != KeyState.DESTROYED).order_by(Key.id.desc())
+        ).all()  # fmt: skip
+        for key in keys:
+            try:
+                signer = self.authority.keystore.signer(key.hsm_label)
+            except KeyNotFound:
+                continue
+            if key_matches(signer, row.der, CertificateFormat.CV, inherited):
+                spec = signer.curve.name if signer.curve is not None else f"rsa{signer.rsa_bits}"
+                return _Current(key.hsm_label, row.chr, row.der, row.organisation_id,
+                                DocumentType(row.document_type), spec)
+        return None
+
+    def _caller(self, tx: StoreTx, organisation_id: int) -> Caller | None:
+        org = tx.organisation(organisation_id)
+        operators = tx.operators(organisation_id)
+        wanted = self.operator_ids.get(organisation_id)
+        operator = next((o for o in operators if o.id == wanted), None) if wanted is not None else next(
+            (o for o in operators if o.kind is OperatorKind.SERVICE_ACCOUNT), None)
+        if operator is None:
+            return None
+        return Caller(operator.id, operator.name, org.id, org.name, org.party_type, org.ministry)
+
+    def _dv_chr(self, tx: StoreTx, current: _Current, now: datetime) -> str:
+        found = tx.active_ca(Role.DVCA, current.document_type, now, certificate_format=CertificateFormat.CV)
+        if found is not None and found[0].chr:
+            return found[0].chr
+        return parse_cv_certificate(current.der).car
+
+    def _next_chr(self, tx: StoreTx, chr: str) -> str:
+        reference = HolderReference.parse(chr).next_sequence()
+        while tx.certificate_by_chr(str(reference)) is not None:
+            reference = reference.next_sequence()
+        return str(reference)
+
+    def _document_signer(self, organisation_id: int, now: datetime) -> Callable[[bytes, datetime], bytes] | None:
+        if self.sign_document is not None:
+            injected = self.sign_document
+            return lambda content, when: injected(organisation_id, content, when)
+        keyring = self.services.keyring
+        with self.services.store.transaction() as tx:
+            cert = tx.centrally_held_certificate(organisation_id, now)
+            if cert is None or keyring is None or cert.hsm_label is None:
+                return None
+            label, der = cert.hsm_label, cert.der
+
+        def sign(content: bytes, when: datetime) -> bytes:
+            return build_signed_document(content, keyring.signer(label), der, when)
+
+        return sign
+
+    def _undo(self, new: GeneratedKey, signatures: list[Signed], reason: str) -> None:
+        for signed in signatures:
+            try:
+                self.authority.abandon(signed.operation_id, reason)
+            except Exception:
+                pass
+        self.authority.discard(new, reason)
+
+
+def _ok(_: Any) -> None:
+    return None
