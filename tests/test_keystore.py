@@ -321,6 +321,9 @@ def test_keystore_retries_one_general_error_but_not_two(keystore: KeyStore, monk
     failures = {"left": 1}
 
     class Flaky:
+        def __getitem__(self, attribute):  # type: ignore[no-untyped-def]
+            return real[attribute]
+
         def sign(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             if failures["left"]:
                 failures["left"] -= 1
