@@ -423,8 +423,10 @@ def after_countersigned(services: Services, request_id: str) -> Request | None:
     decide / sign / store transactions).  Returns the completed request, or None when the
     request is not countersigned, its type is not listed, or acting failed: a failure
     leaves the request countersigned in the Provider's queue and is audited
-    (`request.act_failed` by `act_and_record`, `request.auto_act_skipped` when there is no
-    operator to act as).  Never raises for a refusal of the act itself.
+    (`request.auto_act_failed` with the error, besides `request.act_failed` that
+    `act_and_record` writes for handler failures; `request.auto_act_skipped` when there is
+    no operator to act as).  A concurrent act (stale state) is not a failure.  Never raises
+    for a refusal of the act itself.
     """
     types = services.settings.auto_act_request_types
     if not types:
@@ -443,9 +445,19 @@ def after_countersigned(services: Services, request_id: str) -> Request | None:
         return None
     try:
         return act_and_record(services.store, services, caller, request_id)
-    except Exception as exc:  # already audited by act_and_record (or a concurrent act won: stale state)
+    except StaleState:  # another worker or an officer acted (or rejected) first
+        return None
+    except Exception as exc:
         import logging
 
         logging.getLogger(__name__).warning("automatic act on %s failed: %s: %s", request_id,
                                             type(exc).__name__, exc)
+        # act_and_record audits handler failures but re-raises plain refusals (invalid input,
+        # forbidden) unaudited, as a person acting sees them; nobody sees an automatic act
+        with services.store.transaction() as tx:
+            tx.append_audit(at=services.clock.now(), action="request.auto_act_failed", entity_type="request",
+                            entity_id=request_id,
+                            details={"error": type(exc).__name__, "message": str(exc),
+                                     "article": getattr(exc, "article", None)},
+                            actor_organisation_id=caller.organisation_id, actor_operator_id=caller.operator_id)
         return None

@@ -71,6 +71,7 @@ def test_failing_act_leaves_request_countersigned_and_audited(world: World) -> N
     failed = _audit(world, "request.act_failed")
     assert [e["entity_id"] for e in failed] == [req["id"]]
     assert "HSM unavailable" in failed[0]["details"]["message"]
+    assert [e["entity_id"] for e in _audit(world, "request.auto_act_failed")] == [req["id"]]
     assert world.row_counts()["published_objects"] == before  # the handler's write was rolled back
     assert [r["id"] for r in world.client.get("/v1/queue", headers=world["provider"].headers).json()] == [req["id"]]
     # a person can still act (and it fails the same way, as a 500 problem)
