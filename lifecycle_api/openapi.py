@@ -177,6 +177,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "instance": {"type": "string"},
         "reason": {"type": "string", "description": "stable code, e.g. certificate-revoked, stale-state"},
         "article": {"type": "string", "description": "Decree 68/2024 article for policy refusals, e.g. Art. 23.1b"},
+        "limit": {"description": "the decree's limit a policy refusal exceeded"},
         "data": {"type": "object", "description": "the error's fields"},
         "errors": {"type": "array", "items": {"type": "object"}, "description": "schema validation errors"},
     },

@@ -83,7 +83,7 @@ def test_policy_refusal_matches_documented_problem(sqlite_world: World) -> None:
     example = document["paths"]["/v1/requests"]["post"]["responses"]["422"]["content"][
         "application/problem+json"]["example"]
     assert set(example) <= set(document["components"]["schemas"]["Problem"]["properties"])
-    assert set(r.json()) <= set(document["components"]["schemas"]["Problem"]["properties"]) | {"limit"}
+    assert set(r.json()) <= set(document["components"]["schemas"]["Problem"]["properties"])
 
 
 def test_docs_and_openapi_json_are_served(tmp_path) -> None:
