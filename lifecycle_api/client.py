@@ -58,7 +58,10 @@ class PartyClient:
     # --- transport -------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self.http.request(method, path, json=body, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            response = self.http.request(method, path, json=body, headers={"Authorization": f"Bearer {self.token}"})
+        except httpx.TransportError as exc:
+            raise LifecycleError(f"cannot reach the lifecycle API at {self.http.base_url}: {exc}") from None
         if response.status_code >= 400:
             try:
                 problem = response.json()

@@ -191,6 +191,7 @@ def test_cli_ceremony_needs_two_officers(client_cli: Cli) -> None:
 def test_cli_unreachable_service_is_one_line(client_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "http_factory", lambda url: httpx.Client(base_url="http://127.0.0.1:9", timeout=2))
     r = client_cli.run("agency", "certificates", code=2)
-    assert r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("error: cannot reach the lifecycle API at http://127.0.0.1:9")
+    assert len(r.stderr.strip().splitlines()) == 1
     r = runner.invoke(cli.app, ["revoke", "1", "--reason", "bored", *client_cli.args("agency", True)])
     assert r.exit_code == 2  # not an Art. 17 reason
