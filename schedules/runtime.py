@@ -44,6 +44,11 @@ class ByDocumentType:
         requester = self.requesters.get(DocumentType(document_type))
         return requester is not None and requester.successor_pending(tx, document_type)
 
+    def stalled_successor(self, tx: StoreTx, document_type: DocumentType) -> int | None:
+        requester = self.requesters.get(DocumentType(document_type))
+        probe = getattr(requester, "stalled_successor", None)
+        return probe(tx, document_type) if probe is not None else None
+
     def request_successor(self, document_type: DocumentType, predecessor_key_id: int, now: datetime) -> str:
         requester = self.requesters.get(DocumentType(document_type))
         if requester is None:

@@ -11,6 +11,13 @@ Acting for the Agency (its service account), the rollover job
    `sign_document`; if neither is available, the Agency is notified to submit the request
    itself with the CSR (the key is already there, the decision recorded).
 
+A crash between steps 1 and 2 (the key row committed, no request submitted) would otherwise
+stall the rollover for good: the generated key counts as a successor, so the rollover is no
+longer due, and no request ever names it.  `stalled_successor` finds such a key (this
+Agency's, generated more than `stall_after` ago, named by no DS request in any state) and
+`request_successor` then submits the request for that very key — with a fresh CSR from the
+HSM (journalled through the sign component) — instead of generating another.
+
 The Cơ yếu unit countersigns (automatically if it is configured so) and the Provider acts
 (at once, through `workflow.after_countersigned`, when its policy lists ``ds_certificate``),
 which activates the key with its usage window and budget.  Until then `successor_pending`
@@ -19,21 +26,26 @@ is true for the document type.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
-from icao_pki.policy import DocumentType
+from icao_pki.policy import DocumentType, Role
 
 from ..auth import Caller
-from ..certificate_flows import DS, create_ds_key
+from ..authority import Signed
+from ..certificate_flows import DS, create_ds_key, ds_subject
+from ..csr import build_csr, parse_and_verify_csr
+from ..hierarchy import authority_of
 from ..services import Services
 from ..signed_documents import build_signed_document
-from ..store import Operator, Request, RequestState, StoreTx
+from ..store import Key, KeyState, Operator, Request, RequestState, StoreTx
 from ..workflow import after_countersigned, submit_request
 
 SignDocument = Callable[[bytes, datetime], bytes]
@@ -45,6 +57,8 @@ class AgencyFlowRequester:
     agency_operator_id: int
     key_spec: str | None = None
     sign_document: SignDocument | None = None
+    #: a generated key with no request is "stalled" (crash between key and request) after this
+    stall_after: timedelta = timedelta(hours=1)
 
     def _caller(self) -> Caller:
         with self.services.store.transaction() as tx:
@@ -77,24 +91,81 @@ class AgencyFlowRequester:
 
         return sign
 
+    def stalled_successor(self, tx: StoreTx, document_type: DocumentType) -> int | None:
+        """A generated DS key of this Agency that no DS request names (see the module doc)."""
+        operator = tx.session.get(Operator, self.agency_operator_id)
+        if operator is None:
+            return None
+        cutoff = self.services.clock.now() - self.stall_after
+        keys = tx.session.scalars(
+            select(Key).where(Key.role == Role.DS, Key.document_type == DocumentType(document_type),
+                              Key.state == KeyState.GENERATED, Key.organisation_id == operator.organisation_id,
+                              Key.created_at <= cutoff).order_by(Key.id)
+        ).all()  # fmt: skip
+        if not keys:
+            return None
+        named = {
+            r.payload.get("hsm_label")
+            for r in tx.session.scalars(select(Request).where(Request.request_type == DS,
+                                                              Request.document_type == DocumentType(document_type)))
+        }  # fmt: skip
+        return next((k.id for k in keys if k.hsm_label not in named), None)
+
+    def _resume(self, caller: Caller, doc: DocumentType, key_id: int) -> tuple[dict[str, Any], Signed]:
+        """A fresh CSR (proof of possession) for a stalled key, through the sign component."""
+        authority = authority_of(self.services)
+        with self.services.store.transaction() as tx:
+            label = tx.key(key_id).hsm_label
+        subject = ds_subject(doc, caller.organisation_name, label).to_asn1()
+        csr = authority.sign(authority.keystore.signer(label), label, lambda s: build_csr(s, subject),
+                             lambda der: _ok(parse_and_verify_csr(der)), purpose="DS CSR (stalled rollover resumed)",
+                             details={"key_id": key_id})  # fmt: skip
+        return {"key_id": key_id, "hsm_label": label, "csr": base64.b64encode(csr.der).decode()}, csr
+
     def request_successor(self, document_type: DocumentType, predecessor_key_id: int, now: datetime) -> str:
         doc = DocumentType(document_type)
         caller = self._caller()
-        key = create_ds_key(self.services, caller, doc, self.key_spec)
+        with self.services.store.transaction() as tx:
+            stalled = self.stalled_successor(tx, doc)
+        csr_op: Signed | None = None
+        if stalled is not None:
+            key, csr_op = self._resume(caller, doc, stalled)
+        else:
+            key = create_ds_key(self.services, caller, doc, self.key_spec)
         payload = {"hsm_label": key["hsm_label"], "csr": key["csr"]}
+        try:
+            return self._submit(caller, doc, predecessor_key_id, key, payload, csr_op, now)
+        except Exception as exc:
+            if csr_op is not None:
+                authority_of(self.services).abandon(csr_op.operation_id, f"DS request not submitted: {exc}")
+            raise
+
+    def _submit(self, caller: Caller, doc: DocumentType, predecessor_key_id: int, key: dict[str, Any],
+                payload: dict[str, Any], csr_op: Signed | None, now: datetime) -> str:
         sign = self._signer(caller, now)
         if sign is None:
             with self.services.store.transaction() as tx:
                 tx.enqueue_notification(organisation_id=caller.organisation_id, event="ds.successor_request_needed",
                                         payload={"document_type": doc.value, "predecessor_key_id": predecessor_key_id,
                                                  **payload}, now=now)
+                if csr_op is not None:
+                    authority_of(self.services).commit(tx, csr_op.operation_id)
             return f"key:{key['key_id']}"
         content = {"kind": "request", "organisation_id": caller.organisation_id, "request_type": DS,
                    "document_type": doc.value, "payload": payload, "nonce": secrets.token_hex(8)}
         document = sign(json.dumps(content, ensure_ascii=False).encode(), now)
         with self.services.store.transaction() as tx:
             request_id = submit_request(tx, self.services, caller, document).id
+            if csr_op is not None:
+                authority_of(self.services).commit(tx, csr_op.operation_id)
+                tx.append_audit(at=now, action="ds.rollover_resumed", entity_type="key", entity_id=key["key_id"],
+                                details={"request_id": request_id, "hsm_label": key["hsm_label"]},
+                                actor_organisation_id=caller.organisation_id)  # fmt: skip
         # countersigned automatically (Cơ yếu policy) and ds_certificate in the Provider's
         # auto-act list: the successor is issued now, end to end; otherwise it waits in the queues
         after_countersigned(self.services, request_id)
         return request_id
+
+
+def _ok(_: object) -> None:
+    return None

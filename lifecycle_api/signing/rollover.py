@@ -4,7 +4,9 @@
 used + reserved signatures reached the count threshold (default 90 % of its budget) or
 whose usage window ends within the lead time (default 14 days), whichever comes first,
 and for which no successor exists (a generated key awaiting its certificate, an active
-key whose window ends later, or a successor request still open).  A document type whose
+key whose window ends later, or a successor request still open).  A generated successor that
+no request names (a crash between the key and its request; the requester's optional
+`stalled_successor` tells) is due again as "stalled", and the requester resumes it.  A document type whose
 DS keys can no longer sign at all and that has no successor is due as well.
 
 `perform_rollovers` asks a `SuccessorRequester` for each due document type (one per run)
@@ -48,7 +50,7 @@ class RolloverDue:
     document_type: DocumentType
     key_id: int | None
     hsm_label: str | None
-    reason: str  # "count" | "window" | "no_active_key"
+    reason: str  # "count" | "window" | "no_active_key" | "stalled"
     used: int = 0
     reserved: int = 0
     max_signatures: int | None = None
@@ -65,6 +67,15 @@ class SuccessorRequester(Protocol):
     def request_successor(self, document_type: DocumentType, predecessor_key_id: int, now: datetime) -> str:
         """Start the successor's issuance; returns a reference (request id or key)."""
         ...
+
+
+def _stalled(tx: StoreTx, requester: SuccessorRequester | None, document_type: DocumentType) -> bool:
+    """A requester that can tell (optional `stalled_successor`) reports a generated successor
+    key that no open or past request names — a crash between key generation and request."""
+    probe = getattr(requester, "stalled_successor", None)
+    if probe is None or requester is None or requester.successor_pending(tx, document_type):
+        return False
+    return probe(tx, document_type) is not None
 
 
 def _reason(key: Key, now: datetime, thresholds: RolloverThresholds) -> str:
@@ -85,12 +96,17 @@ def due_rollovers(
     due: dict[DocumentType, RolloverDue] = {}
     with store.transaction() as tx:
         for key in keyq.rollover_candidates(tx, now, thresholds.count_fraction, now + thresholds.window_lead):
-            if key.document_type in due or keyq.successors_of(tx, key):
+            if key.document_type in due:
                 continue
-            if requester is not None and requester.successor_pending(tx, key.document_type):
+            reason = _reason(key, now, thresholds)
+            if keyq.successors_of(tx, key):
+                if not _stalled(tx, requester, key.document_type):
+                    continue
+                reason = "stalled"  # a generated successor no request names: resume it
+            elif requester is not None and requester.successor_pending(tx, key.document_type):
                 continue
             due[key.document_type] = RolloverDue(
-                key.document_type, key.id, key.hsm_label, _reason(key, now, thresholds), key.signatures_used,
+                key.document_type, key.id, key.hsm_label, reason, key.signatures_used,
                 key.signatures_reserved, key.max_signatures, key.usage_not_after,
             )  # fmt: skip
         # document types that had DS keys but none can sign and none is coming: signing has stopped
@@ -102,6 +118,8 @@ def due_rollovers(
             ).first()
             if generated is None and not (requester is not None and requester.successor_pending(tx, doc)):
                 due[doc] = RolloverDue(doc, None, None, "no_active_key")
+            elif generated is not None and _stalled(tx, requester, doc):
+                due[doc] = RolloverDue(doc, None, None, "stalled")
     return sorted(due.values(), key=lambda d: d.document_type.value)
 
 

@@ -67,3 +67,75 @@ def test_rollover_asks_the_successor_through_the_flow(pki_sqlite: PkiWorld) -> N
     assert {s.key_label for s in out} == {successor["hsm_label"]}
     verify_pa(out[-1].sod, data_groups(2), trust=[_csca(pki)], at=world.clock.now())
     service.close()
+
+
+class _Killed(BaseException):
+    """Stands for the process dying (not an Exception: nothing is cleaned up on the way out)."""
+
+
+def test_crash_between_successor_key_and_request_is_resumed_through_the_flow(
+        pki_sqlite: PkiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifecycle_api.audit import verify_chain
+    from lifecycle_api.store import HsmOperation, HsmOperationState, Key, Request
+
+    pki, world = pki_sqlite, pki_sqlite.world
+    key = pki.ds_key()
+    pki.flow("agency", "ds_certificate", "passport", {"hsm_label": key["hsm_label"], "csr": key["csr"]})
+    services = world.client.app.state.services
+    policy = services.settings.policy
+    service = DsSigningService(world.store, pki.keystore, world.clock, policy, block_size=4)
+    service.sign_sod("passport", data_groups(1))
+    service.close()
+    with world.store.transaction() as tx:
+        operator_id = tx.session.scalars(
+            select(Operator.id).where(Operator.organisation_id == world["agency"].organisation_id)
+        ).first()
+
+    def sign(content: bytes, when: datetime) -> bytes:
+        return base64.b64decode(world.sign("agency", content, at=when))
+
+    requester = AgencyFlowRequester(services, operator_id, sign_document=sign)
+
+    def killed(*args: object, **kwargs: object) -> str:
+        raise _Killed  # after the successor key and its row committed, before the request
+
+    monkeypatch.setattr(AgencyFlowRequester, "_submit", killed)
+    with pytest.raises(_Killed):
+        perform_rollovers(world.store, world.clock, requester, policy, EARLY)
+    monkeypatch.undo()
+
+    def generated() -> list[str]:
+        with world.store.transaction() as tx:
+            return list(tx.session.scalars(select(Key.hsm_label).where(Key.state == KeyState.GENERATED)).all())
+
+    [stalled_label] = generated()
+    with world.store.transaction() as tx:
+        assert tx.session.scalars(select(Request).where(Request.state == "submitted")).all() == []
+    # a key just generated may still be on its way to a request (or the Agency is submitting by hand)
+    assert due_rollovers(world.store, world.clock, policy, EARLY, requester) == []
+    world.clock.advance(hours=2)
+    world.import_crls()
+    [due] = due_rollovers(world.store, world.clock, policy, EARLY, requester)
+    assert due.reason == "stalled"
+    # restarted: the rollover resumes with the same key (a fresh CSR), no second key
+    [action] = perform_rollovers(world.store, world.clock, requester, policy, EARLY)
+    assert generated() == [stalled_label]
+    assert due_rollovers(world.store, world.clock, policy, EARLY, requester) == []
+    assert perform_rollovers(world.store, world.clock, requester, policy, EARLY) == []  # asked once
+    assert world.countersign(action.reference).status_code == 200
+    r = world.act(action.reference)
+    assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+    assert r.json()["result"]["hsm_label"] == stalled_label
+    assert due_rollovers(world.store, world.clock, policy, EARLY, requester) == []  # the successor is active
+    with world.store.transaction() as tx:
+        csr_ops = tx.session.scalars(select(HsmOperation).where(HsmOperation.hsm_label == stalled_label,
+                                                                HsmOperation.purpose.like("DS CSR%"))).all()
+        assert verify_chain(tx.audit_entries()).ok
+    assert sorted(o.state.value for o in csr_ops) == [HsmOperationState.COMMITTED.value] * 2  # first CSR, resumed CSR
+    service = DsSigningService(world.store, pki.keystore, world.clock, policy, block_size=4)
+    with world.store.transaction() as tx:
+        tx.set_key_state(key["key_id"], KeyState.ACTIVE, KeyState.RETIRED, now=world.clock.now())
+    signed = service.sign_sod("passport", data_groups(3))
+    service.close()
+    assert signed.key_label == stalled_label
+    verify_pa(signed.sod, data_groups(3), trust=[_csca(pki)], at=world.clock.now())
