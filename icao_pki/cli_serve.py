@@ -44,14 +44,10 @@ def serve(
         settings = replace(Settings.from_environment(), database_url=data_dir.database_url, policy=policy)
         store = Store(data_dir.database_url)
         if demo:
-            from fixtures.demo import bootstrap_demo
+            from fixtures.demo import bootstrap_demo, demo_settings
 
             deployment = bootstrap_demo(store, keystore, SystemClock(), data_dir=data_dir.root, settings=settings)
-            settings = replace(
-                settings,
-                org_pki_roots=settings.org_pki_roots + deployment.org_pki_roots,
-                org_pki_intermediates=settings.org_pki_intermediates + deployment.org_pki_intermediates,
-            )
+            settings = demo_settings(settings, deployment)  # trust the demo CA; the Provider auto-acts on DS/IS
         app = create_app(settings, keyring=keystore, store=store)
         schedule_options: dict[str, object] = {}
         if demo:
