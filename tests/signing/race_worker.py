@@ -22,6 +22,22 @@ from lifecycle_api.signing.successor import DirectDsIssuer
 from lifecycle_api.store import Store
 
 
+def _open_keystore() -> KeyStore:
+    """SoftHSM2's file store answers CKR_GENERAL_ERROR now and then when many processes open
+    the token at once (the key store retries the same on sign); a worker retries opening."""
+    from pkcs11.exceptions import GeneralError
+
+    config = KeyStoreConfig(token_label=os.environ["ICAO_PKI_TOKEN_LABEL"], pin=PinSource(env="ICAO_PKI_HSM_PIN"))
+    for attempt in range(5):
+        try:
+            return KeyStore.open(config)
+        except GeneralError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["sign", "rollover"])
@@ -34,8 +50,7 @@ def main() -> int:
     p.add_argument("--csca-file")
     p.add_argument("--pause", action="store_true")
     a = p.parse_args()
-    keystore = KeyStore.open(KeyStoreConfig(token_label=os.environ["ICAO_PKI_TOKEN_LABEL"],
-                                            pin=PinSource(env="ICAO_PKI_HSM_PIN")))
+    keystore = _open_keystore()
     store = Store(a.url)
     clock = SystemClock()
     if a.mode == "rollover":
