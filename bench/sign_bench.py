@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.5, help="per mode and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--successors", type=int, default=5, help="extra DS keys (100,000 signatures each)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="icao-pki-signbench-"))
     from lifecycle_api.signing.sandbox import open_sandbox
@@ -57,12 +58,12 @@ def main() -> int:
     clock = SystemClock()
     box = open_sandbox(clock, folder=folder)
     try:
-        return _run(box, clock, args.seconds, args.rounds, args.batch)
+        return _run(box, clock, args.seconds, args.rounds, args.batch, args.successors)
     finally:
         box.close()
 
 
-def _run(box, clock, seconds: float, rounds: int, batch: int) -> int:  # type: ignore[no-untyped-def]
+def _run(box, clock, seconds: float, rounds: int, batch: int, successors: int) -> int:  # type: ignore[no-untyped-def]
     import httpx
     import uvicorn
 
@@ -75,6 +76,10 @@ def _run(box, clock, seconds: float, rounds: int, batch: int) -> int:  # type: i
     from lifecycle_api.store import OperatorKind
 
     key_id = box.issuer.issue(DocumentType.PASSPORT)
+    # successors, so a fast run never meets the decree's 100,000 per key: the service switches
+    # to the next key when one is spent (part of what is measured, as on a personalisation line)
+    for _ in range(successors):
+        box.issuer.issue(DocumentType.PASSPORT)
     with box.store.transaction() as tx:
         label = tx.key(key_id).hsm_label
     signer = box.keystore.signer(label)
@@ -137,8 +142,10 @@ def _run(box, clock, seconds: float, rounds: int, batch: int) -> int:  # type: i
     thread.join(timeout=10)
     for svc in (*services.values(), http_service):
         svc.close()
-    [usage] = usage_report(box.store)
-    exact = usage.signed == handed_out and usage.reserved_unused == 0
+    usages = usage_report(box.store)
+    signed = sum(u.signed for u in usages)
+    unused = sum(u.reserved_unused for u in usages)
+    exact = signed == handed_out and unused == 0 and all(u.within_limit for u in usages)
     m = {name: statistics.median(values) for name, values in rates.items()}
 
     def spread(name: str) -> str:
@@ -155,8 +162,8 @@ def _run(box, clock, seconds: float, rounds: int, batch: int) -> int:  # type: i
           f"ratio {m['off'] / m['raw']:.2f} of raw")
     print(f"HTTP API SODs/s (default service):                {m['http']:7.0f} {spread('http')}  "
           f"ratio {m['http'] / m['inline']:.2f} of in-process (target ≥ 0.50)")
-    print(f"count exact: {exact} (signed {usage.signed:,}, handed out {handed_out:,}, "
-          f"reserved-but-unused {usage.reserved_unused})")
+    print(f"count exact: {exact} (signed {signed:,} on {sum(1 for u in usages if u.signed)} key(s), "
+          f"handed out {handed_out:,}, reserved-but-unused {unused})")
     return 0 if exact else 1
 
 

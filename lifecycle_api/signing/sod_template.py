@@ -24,7 +24,7 @@ from asn1crypto import algos, cms
 
 from icao_pki.cms import cms_time, tlv
 from icao_pki.signer import HashAlgorithm
-from icao_pki.sod import SOD_TAG, unwrap_sod
+from icao_pki.sod import SOD_TAG, hash_constructor, unwrap_sod
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class SodTemplate:
             after = b"".join(parts[md_at + 1 :])
             cached = self._st_cache[second] = (before + self._md_prefix(), after)
         before, after = cached
-        return before + self.hash_algorithm.digest(econtent) + after
+        return before + hash_constructor(self.hash_algorithm)(econtent).digest() + after
 
     def _md_prefix(self) -> bytes:
         size = self.hash_algorithm.digest_size
