@@ -42,14 +42,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from icao_pki.certificate import parse_certificate
 from icao_pki.clock import Clock
-from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached, verify_algorithm_signature
+from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached
 from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, PolicyViolation, Role, Window, add_months
 from icao_pki.signature import plain_to_der
 from icao_pki.signer import HashAlgorithm, KeyKind, RsaPadding, Signer
@@ -60,7 +60,7 @@ from ..store import PartyType, Store, StoreTx
 from . import keys as keyq
 from .keys import DsKeyView
 from .sod_template import SodTemplate
-from .verifier import ProcessVerifier, VerifierUnavailable
+from .verifier import ProcessVerifier, VerifierUnavailable, signature_checker
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ class _Lease:
     template_refused: bool = False
     signed: int = 0
     certificate_key: Any = None
+    check: Callable[[bytes, bytes], None] | None = None
     usable_from: datetime = _NEVER_FROM
     usable_until: datetime = _NEVER_UNTIL
 
@@ -361,6 +362,8 @@ class DsSigningService:
                 lease.template = SodTemplate.from_reference(sod, self.hash_algorithm)
                 lease.template_refused = lease.template is None
                 lease.certificate_key = certificate_public_key(load_certificate_cached(lease.certificate))
+                if lease.template is not None:
+                    lease.check = signature_checker(lease.certificate_key, lease.template.signature_algorithm)
             return sod
         attrs = template.signed_attributes(econtent, now)
         raw = lease.signer.sign(attrs, self.hash_algorithm, self.rsa_padding)
@@ -374,7 +377,8 @@ class DsSigningService:
             deferred.indexes.append(position)
         elif self.verify_every <= 1 or lease.signed % self.verify_every == 0:
             try:
-                verify_algorithm_signature(lease.certificate_key, template.signature_algorithm, signature, attrs)
+                assert lease.check is not None
+                lease.check(signature, attrs)
             except CmsSignatureError as exc:
                 raise SigningFailed(f"{lease.key.hsm_label} produced a signature that does not verify: {exc}",
                                     key_label=lease.key.hsm_label) from None

@@ -144,3 +144,47 @@ def test_verifier_reports_bad_pairs_by_index(sworld: SigningWorld) -> None:
     finally:
         verifier.close()
     assert index == 1 and "does not verify" in why
+
+
+def test_bad_signature_inline_stops_the_batch_at_it(sworld: SigningWorld) -> None:
+    sworld.issuer.issue(DocumentType.PASSPORT)
+    svc = DsSigningService(sworld.store, _SpoilingKeyStore(sworld.keystore, bad_call=12), sworld.clock,
+                           sworld.policy, block_size=32)  # fmt: skip
+    try:
+        with pytest.raises(SigningFailed, match="does not verify") as info:
+            svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(20)])
+    finally:
+        svc.close()
+    assert len(info.value.partial_sods) == 11  # type: ignore[attr-defined]
+    [usage] = usage_report(sworld.store)
+    assert (usage.signed, usage.reserved_unused) == (12, 0)  # the bad one was made, so it counts
+
+
+@pytest.mark.parametrize("spec", ["secp256r1", "brainpoolP256r1", "rsa2048"])
+@pytest.mark.parametrize("padding", [RsaPadding.PKCS1V15, RsaPadding.PSS])
+def test_signature_checker_accepts_good_and_refuses_bad(spec: str, padding: RsaPadding) -> None:
+    from asn1crypto import algos
+
+    from icao_pki.cms import CmsSignatureError
+    from icao_pki.signature import load_spki, plain_to_der
+    from lifecycle_api.signing.verifier import signature_checker
+    from tests.support.softsigner import SoftwareSigner
+
+    signer = SoftwareSigner.generate(spec)
+    key = load_spki(signer.public_key_info())
+    ec = not spec.startswith("rsa")
+    if ec:
+        algorithm = algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"})
+    elif padding is RsaPadding.PSS:
+        algorithm = algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss", "parameters": {
+            "hash_algorithm": {"algorithm": "sha256"},
+            "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+            "salt_length": 32, "trailer_field": "trailer_field_bc"}})
+    else:
+        algorithm = algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"})
+    raw = signer.sign(b"signed attributes", HashAlgorithm.SHA256, padding)
+    signature = plain_to_der(raw) if ec else raw
+    check = signature_checker(key, algorithm)
+    check(signature, b"signed attributes")
+    with pytest.raises(CmsSignatureError):
+        check(signature, b"other attributes")
