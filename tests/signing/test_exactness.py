@@ -106,8 +106,10 @@ def test_sigkill_during_signing_and_during_rollover(keystore, hsm_env, tmp_path)
     procs = [_worker(env, "sign", url, "--n", "1000000", "--out", str(o), "--block", "200", "--batch", "50")
              for o in outs]
     deadline = time.monotonic() + 60
-    while sum(_received(outs).values()) < 500 and time.monotonic() < deadline:
+    # kill the first worker once it is itself signing (under load it may start last)
+    while (sum(_received(outs).values()) < 500 or not _received(outs[:1])) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert _received(outs[:1]), "the first worker never signed"
     procs[0].send_signal(signal.SIGKILL)  # mid-signing: its reservation block is lost, never exceeded
     for proc in procs[1:]:
         proc.wait(timeout=120)  # the others run the first key dry and stop: no successor yet
