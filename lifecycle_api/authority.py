@@ -210,6 +210,17 @@ class Authority:
         if ca.usage is not None:
             self.policy.check_key_usage_at(ca.document_type, ca.role, ca.usage, now)
 
+    def check_crl_key(self, tx: StoreTx, ca: CaKey) -> None:
+        """Before a CRL signature: the key is still the CA's key in the HSM (active or retired).
+
+        Not the usage window: that bounds *certificate* signing.  A CSCA keeps signing CRLs for
+        as long as certificates it issued may be in use (9303-12 §4.1.5) — a DS certificate
+        outlives its CSCA key's 5-year window by years, and revoking it (Art. 19) must still work."""
+        key: Key = tx.key(ca.key_id)
+        if key.state not in (KeyState.ACTIVE, KeyState.RETIRED):
+            raise AuthorityError(f"key {key.hsm_label} is {key.state.value}; it can no longer sign CRLs",
+                                 label=key.hsm_label)
+
     # --- keys ----------------------------------------------------------------------------
 
     def generate_key(self, document_type: DocumentType | str, role: Role | str, spec: str, *, purpose: str,

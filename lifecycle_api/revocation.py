@@ -118,7 +118,7 @@ def prepare_revocation(ctx: PrepareContext) -> _PreparedRevocation:
             return _PreparedRevocation(cert.id, reason, None, None, None, None)
         csca_row = tx.certificate(cert.issuer_certificate_id)
         ca = authority.load_ca(tx, csca_row)
-        authority.check_key(tx, ca, now)
+        authority.check_crl_key(tx, ca)
         entries = [
             RevokedEntry(serial_number=int(c.serial, 16), revocation_date=r.revoked_at, reason=RevocationReason(r.reason),
                          invalidity_date=r.invalidity_date)

@@ -13,8 +13,8 @@ CSCA certificate before the row is done, and the row is committed in the same tr
 that stores and publishes the CRL — a crash in between leaves a signature that `recover()`
 marks abandoned, never a CRL that is published but unjournalled.
 
-Not `Authority.check_key`: that bounds *certificate* signing by the key's usage window and
-state, but a CSCA keeps issuing CRLs for as long as certificates it issued may be in use
+`Authority.check_crl_key`, not `check_key`: the latter bounds *certificate* signing by the key's usage
+window and state, but a CSCA keeps issuing CRLs for as long as certificates it issued may be in use
 (9303-12 §4.1.5: a CRL at least every 90 days), including after its key's rollover.  The key
 must still be in the HSM and match the certificate (`load_ca`); retired keys are destroyed
 only after their certificates' validity.
@@ -50,6 +50,7 @@ class HsmCrlIssuer:
         with store.transaction() as tx:
             csca_row = tx.certificate(csca_id)
             ca = authority.load_ca(tx, csca_row)
+            authority.check_crl_key(tx, ca)
             fingerprint, document_type = csca_row.fingerprint_sha256, csca_row.document_type
             latest = tx.latest_crl(fingerprint, CrlScope.CSCA)
             previous = latest.crl_number if latest else None

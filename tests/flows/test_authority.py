@@ -81,3 +81,23 @@ def test_check_key_refuses_retired_key_and_usage_window(pki_sqlite: PkiWorld) ->
         with pytest.raises(AuthorityError, match="retired"):
             authority.check_key(tx, ca, now)
         tx.session.rollback()
+
+
+def test_crl_signing_outlives_the_certificate_signing_window(pki_sqlite: PkiWorld) -> None:
+    """A revocation CRL must be signable after the CSCA key's usage window and rollover (DS certificates
+    live 10 years, the CSCA key signs certificates for 5)."""
+    authority = _authority(pki_sqlite)
+    now = pki_sqlite.world.clock.now()
+    with pki_sqlite.world.store.transaction() as tx:
+        row, key = tx.active_ca(Role.CSCA, DocumentType.PASSPORT, now, certificate_format=CertificateFormat.X509)
+        ca = authority.load_ca(tx, row)
+        later = now + timedelta(days=5 * 366)
+        with pytest.raises(PolicyViolation):
+            authority.check_key(tx, ca, later)  # no more certificates
+        authority.check_crl_key(tx, ca)  # but CRLs, yes
+        tx.set_key_state(key.id, KeyState.ACTIVE, KeyState.RETIRED, now=now)
+        authority.check_crl_key(tx, ca)  # also after the rollover retired it
+        tx.set_key_state(key.id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
+        with pytest.raises(AuthorityError, match="can no longer sign CRLs"):
+            authority.check_crl_key(tx, ca)
+        tx.session.rollback()
