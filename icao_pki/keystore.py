@@ -365,7 +365,11 @@ def _open_session(config: KeyStoreConfig) -> Any:
     token = _find_token(lib, config.token_label)
     pin = config.pin.read()
     try:
-        session = token.open(user_pin=pin, rw=True)
+        try:
+            session = token.open(user_pin=pin, rw=True)
+        except p11_errors.GeneralError:
+            # Seen when many processes open one SoftHSM2 file token at once; one retry, as for signing.
+            session = token.open(user_pin=pin, rw=True)
     except p11_errors.PinIncorrect:
         raise LoginFailed(
             f"HSM login to token {config.token_label!r} failed: incorrect PIN (from {config.pin.describe()})"

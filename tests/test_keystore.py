@@ -336,3 +336,37 @@ def test_keystore_retries_one_general_error_but_not_two(keystore: KeyStore, monk
     failures["left"] = 2
     with pytest.raises(KeyStoreError, match="GeneralError"):
         signer.sign(b"m", HashAlgorithm.SHA256)
+
+
+def test_keystore_login_retries_one_general_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit-level: the login path absorbs exactly one CKR_GENERAL_ERROR (SoftHSM2 under multi-process load)."""
+    from pkcs11 import exceptions as p11_errors
+
+    import icao_pki.keystore as ks
+
+    opened: list[str] = []
+
+    class Token:
+        def __init__(self, failures: int) -> None:
+            self.failures = failures
+
+        def open(self, user_pin: str, rw: bool):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise p11_errors.GeneralError()
+            opened.append(user_pin)
+            return object()
+
+    monkeypatch.setenv("ICAO_PKI_FAKE_PIN", "0000")
+    config = KeyStoreConfig(token_label="fake-token", module_path="/fake.so", pin=PinSource(env="ICAO_PKI_FAKE_PIN"))
+    monkeypatch.setattr(ks, "_lib", lambda module_path: object())
+    for failures, ok in ((1, True), (2, False)):
+        monkeypatch.setattr(ks, "_find_token", lambda lib, label, f=failures: Token(f))
+        monkeypatch.setattr(ks._STATE, "sessions", {})
+        monkeypatch.setattr(ks._STATE, "pin_digests", {})
+        if ok:
+            ks._open_session(config)
+            assert opened == ["0000"]
+        else:
+            with pytest.raises(LoginFailed, match="GeneralError"):
+                ks._open_session(config)
