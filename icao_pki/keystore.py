@@ -31,6 +31,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -351,6 +352,32 @@ def _login(config: KeyStoreConfig) -> Any:
     return _open_session(config)
 
 
+#: Pauses before each further login attempt after a transient refusal (seconds).
+_LOGIN_BACKOFF = (0.02, 0.1, 0.3, 1.0)
+
+
+def _open_with_retries(lib: Any, token: Any, config: KeyStoreConfig, pin: str) -> Any:
+    """C_OpenSession + C_Login, absorbing SoftHSM2's file-store races.
+
+    Every login rewrites SoftHSM2's token.object (it clears CKF_USER_PIN_COUNT_LOW), and a process
+    that loads the token while another one is rewriting it can read a token with no user PIN blob:
+    it answers CKR_USER_PIN_NOT_INITIALIZED (or CKR_GENERAL_ERROR) until the module is
+    re-initialised, because the PIN blobs are read only when the slot is built.  Such a refusal
+    made no login, so trying again is safe; re-initialising is safe only while this process holds
+    no other session of the module.  A token that really has no user PIN still fails, just later.
+    """
+    for pause in _LOGIN_BACKOFF:
+        try:
+            return token.open(user_pin=pin, rw=True)
+        except (p11_errors.GeneralError, p11_errors.UserPinNotInitialized):
+            pass
+        time.sleep(pause)
+        if not any(module == config.module_path for module, _label in _STATE.sessions):
+            lib.reinitialize()
+            token = _find_token(lib, config.token_label)
+    return token.open(user_pin=pin, rw=True)
+
+
 def _pin_digest(pin: str) -> bytes:
     return hmac.new(_STATE.pin_key, pin.encode(), hashlib.sha256).digest()
 
@@ -365,11 +392,12 @@ def _open_session(config: KeyStoreConfig) -> Any:
     token = _find_token(lib, config.token_label)
     pin = config.pin.read()
     try:
-        try:
-            session = token.open(user_pin=pin, rw=True)
-        except p11_errors.GeneralError:
-            # Seen when many processes open one SoftHSM2 file token at once; one retry, as for signing.
-            session = token.open(user_pin=pin, rw=True)
+        session = _open_with_retries(lib, token, config, pin)
+    except p11_errors.UserPinNotInitialized:
+        raise LoginFailed(
+            f"HSM login to token {config.token_label!r} failed: the token's user PIN is not initialised"
+            " (icao-pki hsm init sets it)"
+        ) from None
     except p11_errors.PinIncorrect:
         raise LoginFailed(
             f"HSM login to token {config.token_label!r} failed: incorrect PIN (from {config.pin.describe()})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,9 +29,12 @@ from icao_pki.keystore import (
     KeyStoreError,
     LoginFailed,
     PinSource,
+    default_module_path,
+    write_softhsm_config,
 )
 from icao_pki.signature import EcPublicKey, load_spki
 from icao_pki.signer import HashAlgorithm, KeyKind, RsaPadding
+from tests.support.hsm import require_softhsm
 
 pytestmark = pytest.mark.hsm
 
@@ -338,35 +342,43 @@ def test_keystore_retries_one_general_error_but_not_two(keystore: KeyStore, monk
         signer.sign(b"m", HashAlgorithm.SHA256)
 
 
-def test_keystore_login_retries_one_general_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit-level: the login path absorbs exactly one CKR_GENERAL_ERROR (SoftHSM2 under multi-process load)."""
-    from pkcs11 import exceptions as p11_errors
-
-    import icao_pki.keystore as ks
-
-    opened: list[str] = []
-
-    class Token:
-        def __init__(self, failures: int) -> None:
-            self.failures = failures
-
-        def open(self, user_pin: str, rw: bool):  # type: ignore[no-untyped-def]
-            if self.failures:
-                self.failures -= 1
-                raise p11_errors.GeneralError()
-            opened.append(user_pin)
-            return object()
-
-    monkeypatch.setenv("ICAO_PKI_FAKE_PIN", "0000")
-    config = KeyStoreConfig(token_label="fake-token", module_path="/fake.so", pin=PinSource(env="ICAO_PKI_FAKE_PIN"))
-    monkeypatch.setattr(ks, "_lib", lambda module_path: object())
-    for failures, ok in ((1, True), (2, False)):
-        monkeypatch.setattr(ks, "_find_token", lambda lib, label, f=failures: Token(f))
-        monkeypatch.setattr(ks._STATE, "sessions", {})
-        monkeypatch.setattr(ks._STATE, "pin_digests", {})
-        if ok:
-            ks._open_session(config)
-            assert opened == ["0000"]
-        else:
-            with pytest.raises(LoginFailed, match="GeneralError"):
-                ks._open_session(config)
+def test_keystore_login_sees_a_user_pin_set_after_the_module_loaded(tmp_path: Path) -> None:
+    """SoftHSM2 reads the PIN blobs only when a slot is built, so a process that loaded the token
+    while another one was rewriting token.object keeps answering CKR_USER_PIN_NOT_INITIALIZED
+    (the CI failure of session 1).  Reproduced deterministically: the module is loaded while the
+    token has no user PIN, another process sets it, and the login must then succeed."""
+    tool = shutil.which("pkcs11-tool")
+    require_softhsm()
+    if tool is None:
+        pytest.skip("pkcs11-tool is not installed (Debian package opensc; `make test` installs it)")
+    conf = write_softhsm_config(tmp_path)
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf), "LATE_PIN": "late-pin-8642"}
+    module = default_module_path()
+    subprocess.run(
+        [tool, "--module", module, "--init-token", "--label", "late", "--so-pin", "so-pin-1357"],
+        env=env, check=True, capture_output=True,
+    )
+    code = f"""
+import subprocess, sys
+import pkcs11
+import icao_pki.keystore as ks
+from icao_pki.keystore import KeyStore, KeyStoreConfig, LoginFailed, PinSource
+from icao_pki.signer import HashAlgorithm
+ks._LOGIN_BACKOFF = (0.01, 0.01)
+pkcs11.lib({module!r}).get_token(token_label="late")  # the slot is built: no user PIN yet
+config = KeyStoreConfig(token_label="late", pin=PinSource(env="LATE_PIN"))
+try:
+    KeyStore.open(config)
+except LoginFailed as exc:
+    print("first:", exc)
+subprocess.run([{tool!r}, "--module", {module!r}, "--token-label", "late", "--login", "--login-type", "so",
+                "--so-pin", "so-pin-1357", "--init-pin", "--pin", "late-pin-8642"], check=True, capture_output=True)
+store = KeyStore.open(config)
+signer = store.generate_key(store.next_label("test", "late"), "secp256r1")
+print("signed:", len(signer.sign(b"m", HashAlgorithm.SHA256)))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "first: HSM login to token 'late' failed: the token's user PIN is not initialised" in result.stdout
+    assert "signed: 64" in result.stdout
+    assert "late-pin-8642" not in result.stdout + result.stderr
