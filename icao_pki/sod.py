@@ -259,20 +259,36 @@ def _digest_algorithm(hash_algorithm: HashAlgorithm) -> tuple[bytes, int]:
     return known
 
 
+def check_lds_content(
+    hash_lengths: Mapping[int, int], hash_algorithm: HashAlgorithm, lds_version: LdsVersion | None = None
+) -> None:
+    """Refuse what cannot make an LDSSecurityObject, given each DG number's hash length.
+
+    Separate from the builder so that a caller can refuse a whole batch before reserving or
+    signing anything, while the building itself happens elsewhere (the signing service's
+    worker process)."""
+    if not 2 <= len(hash_lengths) <= 16:
+        raise SodBuildError(f"an LDSSecurityObject holds 2..16 data-group hashes, got {len(hash_lengths)}")
+    size = hash_algorithm.digest_size
+    for number, length in hash_lengths.items():
+        if not 1 <= number <= 16:
+            raise SodBuildError(f"data group number {number} outside 1..16")
+        if length != size:
+            raise SodBuildError(f"DG{number} hash is {length} bytes; {hash_algorithm.value} gives {size}")
+    if lds_version:
+        for text in (lds_version.lds_version, lds_version.unicode_version):
+            if not text.isdigit():
+                raise SodBuildError(f"LDSVersionInfo fields are digit strings (e.g. 0108, 040000), got {text!r}")
+
+
 def build_lds_security_object(
     dg_hashes: Mapping[int, bytes],
     hash_algorithm: HashAlgorithm = HashAlgorithm.SHA256,
     lds_version: LdsVersion | None = None,
 ) -> bytes:
     """LDSSecurityObject DER: v0, or v1 iff LDSVersionInfo (LDS 1.8)."""
-    if not 2 <= len(dg_hashes) <= 16:
-        raise SodBuildError(f"an LDSSecurityObject holds 2..16 data-group hashes, got {len(dg_hashes)}")
+    check_lds_content({number: len(value) for number, value in dg_hashes.items()}, hash_algorithm, lds_version)
     algorithm_der, size = _digest_algorithm(hash_algorithm)
-    for number, value in dg_hashes.items():
-        if not 1 <= number <= 16:
-            raise SodBuildError(f"data group number {number} outside 1..16")
-        if len(value) != size:
-            raise SodBuildError(f"DG{number} hash is {len(value)} bytes; {hash_algorithm.value} gives {size}")
     body = (b"\x02\x01\x01" if lds_version else b"\x02\x01\x00") + algorithm_der
     # each DataGroupHash is SEQUENCE { INTEGER n, OCTET STRING hash }: with a digest under 128
     # bytes its header is fixed, so no per-entry TLV work (a personalisation line's hot path)
@@ -280,11 +296,20 @@ def build_lds_security_object(
     tail = bytes((4, size))
     body += tlv(0x30, b"".join([head + bytes((n,)) + tail + dg_hashes[n] for n in sorted(dg_hashes)]))
     if lds_version:
-        for text in (lds_version.lds_version, lds_version.unicode_version):
-            if not text.isdigit():
-                raise SodBuildError(f"LDSVersionInfo fields are digit strings (e.g. 0108, 040000), got {text!r}")
         body += tlv(0x30, tlv(0x13, lds_version.lds_version.encode()) + tlv(0x13, lds_version.unicode_version.encode()))
     return tlv(0x30, body)
+
+
+def check_data_group(number: int, dg: bytes) -> None:
+    """A complete DG TLV whose tag is that of the DG number given, and nothing after it."""
+    if data_group_number(dg) != number:
+        raise SodBuildError(f"DG{number} starts with tag 0x{dg[0]:02X}, which is DG{data_group_number(dg)}")
+    try:
+        _, header, length = _read_tlv(dg)
+    except SodDecodeError as exc:
+        raise SodBuildError(f"DG{number}: {exc}") from None
+    if header + length != len(dg):
+        raise SodBuildError(f"DG{number} is {len(dg)} bytes but its TLV says {header + length}")
 
 
 def hash_data_groups(data_groups: Mapping[int, bytes], hash_algorithm: HashAlgorithm) -> dict[int, bytes]:
@@ -292,11 +317,7 @@ def hash_data_groups(data_groups: Mapping[int, bytes], hash_algorithm: HashAlgor
     hashes = {}
     hasher = hash_constructor(hash_algorithm)
     for number, dg in data_groups.items():
-        if data_group_number(dg) != number:
-            raise SodBuildError(f"DG{number} starts with tag 0x{dg[0]:02X}, which is DG{data_group_number(dg)}")
-        _, header, length = _read_tlv(dg)
-        if header + length != len(dg):
-            raise SodBuildError(f"DG{number} is {len(dg)} bytes but its TLV says {header + length}")
+        check_data_group(number, dg)
         hashes[number] = hasher(dg).digest()
     return hashes
 

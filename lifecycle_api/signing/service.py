@@ -41,6 +41,7 @@ the Agency and the Provider) is raised.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,14 +54,23 @@ from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certifi
 from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, PolicyViolation, Role, Window, add_months
 from icao_pki.signature import plain_to_der
 from icao_pki.signer import HashAlgorithm, KeyKind, RsaPadding, Signer
-from icao_pki.sod import LdsVersion, SodBuildError, build_lds_security_object, build_sod, hash_data_groups
+from icao_pki.sod import (
+    LdsVersion,
+    SodBuildError,
+    build_lds_security_object,
+    build_sod,
+    check_data_group,
+    check_lds_content,
+    hash_data_groups,
+)
 
 from ..errors import CounterExhausted, InternalFailure, InvalidInput, ServiceUnavailable, StaleState
 from ..store import PartyType, Store, StoreTx
 from . import keys as keyq
 from .keys import DsKeyView
 from .sod_template import SodTemplate
-from .verifier import ProcessVerifier, VerifierUnavailable, signature_checker
+from .verifier import signature_checker
+from .worker import PrepItem, SodWorker, WorkerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -124,22 +134,12 @@ class _Lease:
     reserved: int = 0
     template: SodTemplate | None = None
     template_refused: bool = False
+    reference: bytes = b""  # the SOD `build_sod` made first: the worker cuts its template from it
     signed: int = 0
     certificate_key: Any = None
     check: Callable[[bytes, bytes], None] | None = None
     usable_from: datetime = _NEVER_FROM
     usable_until: datetime = _NEVER_UNTIL
-
-
-@dataclass
-class _Deferred:
-    """Fast-path signatures of one batch awaiting the worker's verdict (see `verifier`)."""
-
-    certificate: bytes = b""
-    algorithm: bytes = b""
-    pairs: list[tuple[bytes, bytes]] = field(default_factory=list)
-    indexes: list[int] = field(default_factory=list)
-    jobs: dict[int, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -214,12 +214,16 @@ class DsSigningService:
     #: verify every n-th signature of the fast path (1 = every one, the default).  The first
     #: signature of every lease is always built and verified by `build_sod`.
     verify_every: int = 1
-    #: where fast-path signatures are verified: "inline" (this thread, before the next
-    #: signature) or "process" (`verifier.ProcessVerifier`: a worker process verifies chunk k
-    #: while chunk k+1 is signed; the batch is returned only once every verdict is in)
-    verify_in: str = "inline"
+    #: where the work around each fast-path signature is done: "inline" (this thread: prepare,
+    #: sign, verify, assemble, one SOD after the other) or "process" (`worker.SodWorker`: a
+    #: worker process prepares chunk k+2 and verifies and assembles chunk k-1 while this thread
+    #: signs chunk k; the batch is returned only once every signature of it is verified).
+    #: "auto" (the default) is "process" on a machine with more than one CPU.  Batches smaller
+    #: than `pipeline_min` stay inline: the round trip would cost more than it saves.
+    verify_in: str = "auto"
     verify_chunk: int = 64
-    _verifier: ProcessVerifier | None = field(default=None, init=False, repr=False)
+    pipeline_min: int = 16
+    _worker: SodWorker | None = field(default=None, init=False, repr=False)
     _leases: dict[DocumentType, _Lease] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _last_alert: dict[DocumentType, datetime] = field(default_factory=dict, init=False, repr=False)
@@ -239,43 +243,30 @@ class DsSigningService:
     def sign_batch(self, document_type: DocumentType | str, items: Sequence[SodInput]) -> list[SignedSod]:
         """Sign a personalisation line's batch; all SODs are counted before any is returned.
 
-        If the budget runs out mid-batch with no successor, the SODs already made are
-        settled (counted) and `NoSigningKey` is raised carrying them as ``partial_sods`` (the
-        same on any other error), so what was counted is what the caller receives."""
+        Every item is checked before anything is reserved or signed (`InvalidSodInput`).  If
+        the budget runs out mid-batch with no successor, the SODs already made are settled
+        (counted) and `NoSigningKey` is raised carrying them as ``partial_sods`` (the same on
+        any other error), so what was counted is what the caller receives — and only
+        verified SODs are ever handed out."""
         doc = DocumentType(document_type)
-        prepared = [self._prepare(item) for item in items]
+        pipelined = self._pipelined(len(items))
+        if pipelined:
+            checked = [self._check(item) for item in items]
+        else:
+            prepared = [self._prepare(item) for item in items]
         results: list[SignedSod] = []
         with self._lock:
             made: dict[int, int] = {}
-            deferred = _Deferred() if self.verify_in == "process" and self.verify_every <= 1 else None
             try:
-                for hashes, econtent, lds_version in prepared:
-                    lease, now = self._usable_lease(doc, len(prepared) - len(results))
-                    lease.reserved -= 1
-                    # counted as used from here: a signature the HSM made is a signature, even
-                    # if the SOD then fails its own verification
-                    made[lease.key.key_id] = made.get(lease.key.key_id, 0) + 1
-                    sod = self._build(lease, hashes, econtent, lds_version, now, deferred, len(results))
-                    results.append(
-                        SignedSod(sod, lease.key.key_id, lease.key.hsm_label, lease.key.certificate_id or 0, now)
-                    )
-                    if deferred is not None and len(deferred.pairs) >= self.verify_chunk:
-                        self._submit(deferred)
-                if deferred is not None:
-                    self._settle_verdicts(deferred, results)
+                if pipelined:
+                    self._sign_pipelined(doc, items, checked, results, made)
+                else:
+                    for hashes, econtent, lds_version in prepared:
+                        lease, now = self._usable_lease(doc, len(prepared) - len(results))
+                        self._count(lease, made)
+                        sod = self._build(lease, hashes, econtent, lds_version, now)
+                        results.append(self._signed(sod, lease, now))
             except Exception as exc:
-                if deferred is not None and isinstance(exc, SigningFailed):
-                    # the verifier failed: whatever still awaits a verdict is not handed out
-                    waiting = deferred.indexes + [i for indexes in deferred.jobs.values() for i in indexes]
-                    if waiting:
-                        del results[min(waiting):]
-                elif deferred is not None:
-                    # hand out only what was verified: wait for the verdicts already queued
-                    try:
-                        self._settle_verdicts(deferred, results)
-                    except SigningFailed as failed:
-                        failed.partial_sods = list(results)  # type: ignore[attr-defined]
-                        raise failed from exc
                 # the SODs made before the refusal are counted: hand them out with the error
                 exc.partial_sods = list(results)  # type: ignore[attr-defined]
                 raise
@@ -283,6 +274,116 @@ class DsSigningService:
                 if made:
                     self._settle(doc, made)
         return results
+
+    def _pipelined(self, count: int) -> bool:
+        if self.verify_every > 1 or count < self.pipeline_min:
+            return False
+        if self.verify_in == "auto":
+            return (os.cpu_count() or 1) > 1
+        return self.verify_in == "process"
+
+    @staticmethod
+    def _count(lease: _Lease, made: dict[int, int]) -> None:
+        """One reserved slot becomes a signature: counted as used from here, since a signature
+        the HSM made is a signature even if the SOD then fails its own verification."""
+        lease.reserved -= 1
+        made[lease.key.key_id] = made.get(lease.key.key_id, 0) + 1
+
+    @staticmethod
+    def _signed(sod: bytes, lease: _Lease, at: datetime) -> SignedSod:
+        return SignedSod(sod, lease.key.key_id, lease.key.hsm_label, lease.key.certificate_id or 0, at)
+
+    def _sign_pipelined(self, doc: DocumentType, items: Sequence[SodInput], checked: list[PrepItem],
+                        results: list[SignedSod], made: dict[int, int]) -> None:
+        """This thread reserves, checks the window and signs; the worker does the rest (module doc of `worker`)."""
+        start = 0
+        while start < len(items):  # the worker needs a template (a lease's first SOD, built here)
+            lease, now = self._usable_lease(doc, len(items) - start)
+            if lease.template is not None:
+                break
+            self._count(lease, made)
+            results.append(self._signed(self._build(lease, *self._prepare(items[start]), now), lease, now))
+            start += 1
+            if lease.template_refused:  # no fast path for this key: the rest inline, as before
+                for item in items[start:]:
+                    lease, now = self._usable_lease(doc, len(items) - len(results))
+                    self._count(lease, made)
+                    results.append(self._signed(self._build(lease, *self._prepare(item), now), lease, now))
+                return
+        if start == len(items):
+            return
+        if self._worker is None:
+            self._worker = SodWorker()
+        worker = self._worker
+        hash_name = self.hash_algorithm.value
+        size = max(1, self.verify_chunk)
+        chunks = [range(i, min(i + size, len(items))) for i in range(start, len(items), size)]
+        preps: list[tuple[int, datetime]] = []
+        finishing: list[tuple[int, list[tuple[_Lease, datetime]]]] = []
+        failure: Exception | None = None
+        current = -1
+        try:
+            worker.start()
+            self._template_id(worker, lease)  # the worker builds signed attributes with it
+
+            def prep(k: int) -> None:
+                signing_time = self.clock.now()
+                preps.append((worker.prep(hash_name, signing_time, [checked[i] for i in chunks[k]]), signing_time))
+
+            for k in range(min(2, len(chunks))):
+                prep(k)
+            for k, chunk in enumerate(chunks):
+                current = k
+                chunk_id, signing_time = preps[k]
+                attrs = worker.prepped(chunk_id)
+                if k + 2 < len(chunks):
+                    prep(k + 2)
+                parts: list[tuple[int | None, bytes]] = []
+                metas: list[tuple[_Lease, datetime]] = []
+                try:
+                    for offset, index in enumerate(chunk):
+                        lease, now = self._usable_lease(doc, len(items) - index)
+                        self._count(lease, made)
+                        if lease.template is None or signing_time < lease.usable_from:
+                            # a new key's first SOD (its template) or a chunk prepared before the key's
+                            # window opened: built here by `build_sod`, verified, signed now
+                            parts.append((None, self._build(lease, *self._prepare(items[index]), now)))
+                            metas.append((lease, now))
+                            continue
+                        template_id = self._template_id(worker, lease)
+                        parts.append((template_id, lease.signer.sign(attrs[offset], self.hash_algorithm,
+                                                                     self.rsa_padding)))
+                        metas.append((lease, signing_time))
+                finally:
+                    if parts:  # what was signed is verified and handed out, even if the chunk stopped
+                        worker.finish(chunk_id, parts)
+                        finishing.append((chunk_id, metas))
+                    else:
+                        worker.drop(chunk_id)
+        except Exception as exc:
+            failure = exc
+            for chunk_id, _ in preps[current + 1:]:  # prepared, never to be signed
+                try:
+                    worker.drop(chunk_id)
+                except WorkerUnavailable:
+                    break
+        try:
+            for chunk_id, metas in finishing:
+                sods, bad = worker.finished(chunk_id)
+                results.extend(self._signed(sod, lease, at) for sod, (lease, at) in zip(sods, metas, strict=False))
+                if bad is not None:
+                    label = metas[bad[0]][0].key.hsm_label
+                    worker.close()  # its remaining answers are of no use
+                    raise SigningFailed(f"{label} produced a signature that does not verify: {bad[1]}",
+                                        key_label=label) from failure
+        except WorkerUnavailable as exc:
+            raise SigningFailed(f"signatures could not be verified, nothing unverified is handed out: {exc}",
+                                key_label="") from failure
+        if isinstance(failure, WorkerUnavailable):
+            raise SigningFailed(f"signatures could not be verified, nothing unverified is handed out: {failure}",
+                                key_label="") from None
+        if failure is not None:
+            raise failure
 
     def _settle(self, doc: DocumentType, made: dict[int, int]) -> None:
         """Count what was signed; in the same transaction top the lease's reservation up to a
@@ -302,55 +403,28 @@ class DsSigningService:
             lease.reserved += topped
 
     def close(self) -> None:
-        """Give back the reserved slots this instance did not use (and stop the verifier)."""
+        """Give back the reserved slots this instance did not use (and stop the worker)."""
         with self._lock:
             for doc in list(self._leases):
                 self._release(doc)
-            if self._verifier is not None:
-                self._verifier.close()
-                self._verifier = None
+            if self._worker is not None:
+                self._worker.close()
+                self._worker = None
 
     def held_reservations(self) -> dict[str, int]:
         return {lease.key.hsm_label: lease.reserved for lease in self._leases.values()}
 
     # --- internals --------------------------------------------------------------------------
 
-    def _submit(self, deferred: _Deferred) -> None:
-        if not deferred.pairs:
-            return
-        if self._verifier is None:
-            self._verifier = ProcessVerifier()
-        try:
-            job = self._verifier.submit(deferred.certificate, deferred.algorithm, deferred.pairs)
-        except VerifierUnavailable as exc:
-            raise SigningFailed(f"signatures could not be verified: {exc}", key_label="") from None
-        deferred.jobs[job] = deferred.indexes
-        deferred.pairs, deferred.indexes = [], []
-
-    def _settle_verdicts(self, deferred: _Deferred, results: list[SignedSod]) -> None:
-        """Wait for every verdict; on a failure keep only the SODs before the first bad one."""
-        self._submit(deferred)
-        if not deferred.jobs:
-            return
-        assert self._verifier is not None
-        try:
-            verdicts = self._verifier.collect()
-        except VerifierUnavailable as exc:
-            first = min(i for indexes in deferred.jobs.values() for i in indexes)
-            del results[first:]
-            deferred.jobs.clear()
-            raise SigningFailed(f"signatures could not be verified, nothing unverified is handed out: {exc}",
-                                key_label="") from None
-        bad = [(deferred.jobs[job][index], why) for job, failed in verdicts.items() for index, why in failed]
-        deferred.jobs.clear()
-        if bad:
-            first, why = min(bad)
-            label = results[first].key_label
-            del results[first:]
-            raise SigningFailed(f"{label} produced a signature that does not verify: {why}", key_label=label)
+    def _template_id(self, worker: SodWorker, lease: _Lease) -> int:
+        known = worker.knows(lease.key.key_id)
+        if known is not None:
+            return known
+        return worker.template(lease.key.key_id, lease.reference, lease.certificate, self.hash_algorithm.value,
+                               lease.signer.kind is KeyKind.EC)  # fmt: skip
 
     def _build(self, lease: _Lease, hashes: dict[int, bytes], econtent: bytes, lds_version: LdsVersion | None,
-               now: datetime, deferred: _Deferred | None = None, position: int = 0) -> bytes:
+               now: datetime) -> bytes:
         lease.signed += 1
         template = lease.template
         if template is None:
@@ -361,6 +435,7 @@ class DsSigningService:
             if not lease.template_refused:
                 lease.template = SodTemplate.from_reference(sod, self.hash_algorithm)
                 lease.template_refused = lease.template is None
+                lease.reference = sod
                 lease.certificate_key = certificate_public_key(load_certificate_cached(lease.certificate))
                 if lease.template is not None:
                     lease.check = signature_checker(lease.certificate_key, lease.template.signature_algorithm)
@@ -368,14 +443,7 @@ class DsSigningService:
         attrs = template.signed_attributes(econtent, now)
         raw = lease.signer.sign(attrs, self.hash_algorithm, self.rsa_padding)
         signature = plain_to_der(raw) if lease.signer.kind is KeyKind.EC else raw
-        if deferred is not None:
-            if deferred.certificate is not lease.certificate:
-                self._submit(deferred)
-                deferred.certificate = lease.certificate
-                deferred.algorithm = template.signature_algorithm.dump()
-            deferred.pairs.append((signature, attrs))
-            deferred.indexes.append(position)
-        elif self.verify_every <= 1 or lease.signed % self.verify_every == 0:
+        if self.verify_every <= 1 or lease.signed % self.verify_every == 0:
             try:
                 assert lease.check is not None
                 lease.check(signature, attrs)
@@ -384,19 +452,30 @@ class DsSigningService:
                                     key_label=lease.key.hsm_label) from None
         return template.assemble(econtent, now, signature, attrs)
 
-    def _prepare(self, item: SodInput) -> tuple[dict[int, bytes], bytes, LdsVersion | None]:
+    def _check(self, item: SodInput) -> PrepItem:
+        """Refuse a bad item before anything is reserved, without building it (the worker will)."""
         try:
             if (item.data_groups is None) == (item.dg_hashes is None):
                 raise SodBuildError("give either data_groups or dg_hashes")
-            hashes = (
-                hash_data_groups(item.data_groups, self.hash_algorithm)
-                if item.data_groups is not None
-                else {int(k): bytes(v) for k, v in (item.dg_hashes or {}).items()}
-            )
-            econtent = build_lds_security_object(hashes, self.hash_algorithm, item.lds_version)
+            if item.data_groups is not None:
+                groups = _numbered_bytes(item.data_groups, "data group")
+                for number, dg in groups.items():
+                    check_data_group(number, dg)
+                check_lds_content(dict.fromkeys(groups, self.hash_algorithm.digest_size), self.hash_algorithm,
+                                  item.lds_version)  # fmt: skip
+                return groups, None, item.lds_version
+            hashes = _numbered_bytes(item.dg_hashes or {}, "data-group hash")
+            check_lds_content({k: len(v) for k, v in hashes.items()}, self.hash_algorithm, item.lds_version)
         except SodBuildError as exc:
             raise InvalidSodInput(str(exc)) from None
-        return hashes, econtent, item.lds_version
+        return None, hashes, item.lds_version
+
+    def _prepare(self, item: SodInput) -> tuple[dict[int, bytes], bytes, LdsVersion | None]:
+        """The DG hashes and the LDSSecurityObject of a checked item, made in this thread."""
+        groups, hashes, lds_version = self._check(item)
+        if groups is not None:
+            hashes = hash_data_groups(groups, self.hash_algorithm)
+        return hashes, build_lds_security_object(hashes, self.hash_algorithm, lds_version), lds_version
 
     def _usable_lease(self, doc: DocumentType, need: int) -> tuple[_Lease, datetime]:
         """A lease with at least one reserved slot on a key whose usage window holds now."""
@@ -495,6 +574,23 @@ class DsSigningService:
                 alert_no_signing_key(tx, document_type=doc, now=now, article=article, detail=detail)
         log.error(detail)
         raise NoSigningKey(detail, document_type=doc.value, article=article)
+
+
+def _numbered_bytes(values: Mapping[Any, Any], what: str) -> dict[int, bytes]:
+    """{DG number: bytes}, refusing what is neither (a number for bytes would make zero bytes)."""
+    out: dict[int, bytes] = {}
+    for key, value in values.items():
+        if type(key) is int and type(value) is bytes:  # what every transport gives: no conversion
+            out[key] = value
+            continue
+        try:
+            number = int(key)
+        except (TypeError, ValueError):
+            raise SodBuildError(f"{what} number {key!r} is not a number") from None
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise SodBuildError(f"{what} {number} is {type(value).__name__}, not bytes")
+        out[number] = bytes(value)
+    return out
 
 
 def sod_input_from_json(body: Mapping[str, Any]) -> SodInput:

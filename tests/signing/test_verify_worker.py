@@ -1,7 +1,9 @@
-"""Fast-path signatures verified in a worker process: same guarantee, no unverified SOD leaves."""
+"""The SOD worker process: prepares, verifies and assembles while the service signs; no unverified SOD leaves."""
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,10 +12,11 @@ import pytest
 from icao_pki.pa import verify_pa
 from icao_pki.policy import DocumentType
 from icao_pki.signer import HashAlgorithm, RsaPadding
+from icao_pki.sod import hash_data_groups
 from lifecycle_api.signing import DsSigningService, SodInput, usage_report
 from lifecycle_api.signing import keys as keyq
-from lifecycle_api.signing.service import SigningFailed
-from lifecycle_api.signing.verifier import ProcessVerifier, VerifierUnavailable
+from lifecycle_api.signing.service import InvalidSodInput, SigningFailed
+from lifecycle_api.signing.worker import SodWorker, WorkerUnavailable
 from tests.signing.support import SigningWorld, data_groups
 
 pytestmark = pytest.mark.hsm
@@ -49,22 +52,44 @@ class _SpoilingKeyStore:
 
 def _service(world: SigningWorld, keystore: Any = None, **kw: Any) -> DsSigningService:
     return DsSigningService(world.store, keystore or world.keystore, world.clock, world.policy,
-                            verify_in="process", verify_chunk=8, **kw)  # fmt: skip
+                            verify_in="process", verify_chunk=8, pipeline_min=1, **kw)  # fmt: skip
 
 
-def test_worker_verified_sods_pass_pa_and_are_counted(sworld: SigningWorld) -> None:
+def test_worker_made_sods_pass_pa_and_are_counted(sworld: SigningWorld) -> None:
     sworld.issuer.issue(DocumentType.PASSPORT)
     svc = _service(sworld, block_size=16)
     try:
         out = svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(30)])
-        assert svc._verifier is not None and svc._verifier._process.poll() is None  # the worker did the checking
+        assert svc._worker is not None and svc._worker.alive  # the worker prepared, verified and assembled
+        hashed = svc.sign_batch("passport", [SodInput(dg_hashes=hash_data_groups(data_groups(i), HashAlgorithm.SHA256))
+                                             for i in range(30, 33)])  # fmt: skip
     finally:
         svc.close()
-    assert svc._verifier is None
-    for i in (0, 1, 17, 29):
+    assert svc._worker is None
+    for i in (0, 1, 8, 17, 29):  # the first (build_sod), chunk edges, the last
         verify_pa(out[i].sod, data_groups(i), trust=[sworld.csca_der], at=sworld.clock.now())
+    verify_pa(hashed[2].sod, data_groups(32), trust=[sworld.csca_der], at=sworld.clock.now())
+    assert len({signed.sod for signed in out}) == 30
     [usage] = usage_report(sworld.store)
-    assert (usage.signed, usage.reserved_unused) == (30, 0)
+    assert (usage.signed, usage.reserved_unused) == (33, 0)
+
+
+def test_bad_item_anywhere_in_a_pipelined_batch_reserves_and_signs_nothing(sworld: SigningWorld) -> None:
+    sworld.issuer.issue(DocumentType.PASSPORT)
+    svc = _service(sworld, block_size=16)
+    items = [SodInput(data_groups(i)) for i in range(40)]
+    wrong_tag = dict(data_groups(37))
+    wrong_tag[2] = wrong_tag[1]  # DG1's TLV given as DG2
+    try:
+        for bad, message in ((SodInput(wrong_tag), "which is DG1"), (SodInput({1: b"\x61\x00"}), "2..16"),
+                             (SodInput({1: b"\x61", 2: b"\x75\x00"}), "DG1: truncated TLV"),
+                             (SodInput(dg_hashes={1: b"x" * 32, 2: 5}), "not bytes")):  # fmt: skip
+            with pytest.raises(InvalidSodInput, match=message):
+                svc.sign_batch("passport", [*items[:37], bad, *items[38:]])
+    finally:
+        svc.close()
+    [usage] = usage_report(sworld.store)
+    assert (usage.signed, usage.reserved_unused) == (0, 0)
 
 
 def test_bad_signature_found_by_the_worker_stops_the_batch_at_it(sworld: SigningWorld) -> None:
@@ -89,15 +114,66 @@ def test_dead_worker_is_replaced_before_a_batch(sworld: SigningWorld) -> None:
     svc = _service(sworld, block_size=64)
     try:
         svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(10)])
-        assert svc._verifier is not None
-        first = svc._verifier._process
+        assert svc._worker is not None
+        first = svc._worker._process
         first.kill()
         first.wait()
         out = svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(10, 20)])
-        assert svc._verifier._process is not first
+        assert svc._worker._process is not first and svc._worker.alive
         verify_pa(out[-1].sod, data_groups(19), trust=[sworld.csca_der], at=sworld.clock.now())
     finally:
         svc.close()
+
+
+@dataclass
+class _KillingKeyStore:
+    """Kills the service's worker process (SIGKILL) just before the n-th signature."""
+
+    inner: Any
+    kill_at: int
+    service: DsSigningService | None = None
+    calls: int = 0
+
+    def signer(self, label: str) -> Any:
+        store = self
+        inner = self.inner.signer(label)
+
+        class Killing:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            def sign(self, data: bytes, hash_algorithm: HashAlgorithm,
+                     rsa_padding: RsaPadding = RsaPadding.PKCS1V15) -> bytes:  # fmt: skip
+                store.calls += 1
+                if store.calls == store.kill_at:
+                    assert store.service is not None and store.service._worker is not None
+                    process = store.service._worker._process
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait()
+                return inner.sign(data, hash_algorithm, rsa_padding)
+
+        return Killing()
+
+
+def test_worker_killed_mid_batch_fails_closed_and_counts_every_signature(sworld: SigningWorld) -> None:
+    sworld.issuer.issue(DocumentType.PASSPORT)
+    killing = _KillingKeyStore(sworld.keystore, kill_at=30)
+    svc = _service(sworld, keystore=killing, block_size=64)
+    killing.service = svc
+    try:
+        svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(3)])  # template + worker up
+        with pytest.raises(SigningFailed, match="could not be verified") as info:
+            svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(3, 43)])
+        partial = info.value.partial_sods  # type: ignore[attr-defined]
+        assert len(partial) < 27  # nothing the dead worker had not answered for leaves
+        for offset, signed in enumerate(partial):
+            verify_pa(signed.sod, data_groups(3 + offset), trust=[sworld.csca_der], at=sworld.clock.now())
+        out = svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(43, 45)])  # a new worker
+        verify_pa(out[-1].sod, data_groups(44), trust=[sworld.csca_der], at=sworld.clock.now())
+    finally:
+        svc.close()
+    [usage] = usage_report(sworld.store)
+    assert (usage.signed, usage.reserved_unused) == (killing.calls, 0)  # every HSM signature counted
 
 
 def test_worker_lost_mid_batch_fails_closed(sworld: SigningWorld, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,16 +182,16 @@ def test_worker_lost_mid_batch_fails_closed(sworld: SigningWorld, monkeypatch: p
     try:
         svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(3)])
 
-        def lost(self: ProcessVerifier) -> None:  # the worker died before answering
+        def lost(self: SodWorker, chunk: int) -> Any:  # the worker died before answering
             self.close()
-            raise VerifierUnavailable("signature verifier failed: connection reset")
+            raise WorkerUnavailable("SOD worker failed: connection lost")
 
-        original = ProcessVerifier.collect
-        monkeypatch.setattr(ProcessVerifier, "collect", lost)
+        original = SodWorker.finished
+        monkeypatch.setattr(SodWorker, "finished", lost)
         with pytest.raises(SigningFailed, match="could not be verified") as info:
             svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(3, 23)])
         assert info.value.partial_sods == []  # type: ignore[attr-defined]  # nothing unverified leaves
-        monkeypatch.setattr(ProcessVerifier, "collect", original)
+        monkeypatch.setattr(SodWorker, "finished", original)
         out = svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(23, 25)])
         verify_pa(out[-1].sod, data_groups(24), trust=[sworld.csca_der], at=sworld.clock.now())
     finally:
@@ -124,32 +200,38 @@ def test_worker_lost_mid_batch_fails_closed(sworld: SigningWorld, monkeypatch: p
     assert (usage.signed, usage.reserved_unused) == (25, 0)
 
 
-def test_verifier_reports_bad_pairs_by_index(sworld: SigningWorld) -> None:
+def test_worker_reports_the_first_bad_signature_by_index(sworld: SigningWorld) -> None:
     sworld.issuer.issue(DocumentType.PASSPORT)
+    svc = DsSigningService(sworld.store, sworld.keystore, sworld.clock, sworld.policy, verify_in="inline")
+    try:
+        reference = svc.sign_sod("passport", data_groups(0))  # a lease's first SOD: build_sod's
+    finally:
+        svc.close()
     with sworld.store.transaction() as tx:
         [view] = keyq.ds_keys(tx, DocumentType.PASSPORT)
     assert view.certificate_der is not None
-    certificate = view.certificate_der
     signer = sworld.keystore.signer(view.hsm_label)
-    from asn1crypto import algos
-
-    from icao_pki.signature import plain_to_der
-
-    algorithm = algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}).dump()
-    good = plain_to_der(signer.sign(b"one", HashAlgorithm.SHA256))
-    verifier = ProcessVerifier()
+    worker = SodWorker()
     try:
-        job = verifier.submit(certificate, algorithm, [(good, b"one"), (good, b"two")])
-        [(index, why)] = verifier.collect()[job]
+        worker.start()
+        template = worker.template(view.key_id, reference.sod, view.certificate_der, "sha256", True)
+        at = sworld.clock.now()
+        chunk = worker.prep("sha256", at, [(data_groups(i), None, None) for i in (1, 2, 3)])
+        attrs = worker.prepped(chunk)
+        signatures = [signer.sign(a, HashAlgorithm.SHA256) for a in attrs]
+        worker.finish(chunk, [(template, signatures[0]), (template, signatures[0]), (template, signatures[2])])
+        sods, failure = worker.finished(chunk)
     finally:
-        verifier.close()
-    assert index == 1 and "does not verify" in why
+        worker.close()
+    assert failure is not None and failure[0] == 1 and "does not verify" in failure[1]
+    assert len(sods) == 1
+    verify_pa(sods[0], data_groups(1), trust=[sworld.csca_der], at=at)
 
 
 def test_bad_signature_inline_stops_the_batch_at_it(sworld: SigningWorld) -> None:
     sworld.issuer.issue(DocumentType.PASSPORT)
     svc = DsSigningService(sworld.store, _SpoilingKeyStore(sworld.keystore, bad_call=12), sworld.clock,
-                           sworld.policy, block_size=32)  # fmt: skip
+                           sworld.policy, block_size=32, verify_in="inline")  # fmt: skip
     try:
         with pytest.raises(SigningFailed, match="does not verify") as info:
             svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(20)])

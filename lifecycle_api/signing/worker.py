@@ -1,0 +1,254 @@
+"""The SOD worker: a second process that does everything of an EF.SOD but the signature.
+
+Why: the decree's limits make the DS signing service count and check every signature, and
+STYLE.md makes it verify every signature it makes; on a software token an ECDSA P-256
+verification costs about as much CPU as the signature itself, and Python's share (hashing
+the data groups, the LDSSecurityObject, the signed attributes, the assembly) adds a third.
+In one thread that is half the HSM's rate.  None of it needs the key, the database or the
+counters, so it moves here, and the service's thread does only what must stay with the key
+and the counters: reserve, check the usage window, sign.  For chunk k the worker prepares
+chunk k+2 (LDSSecurityObject and signed attributes) and finishes chunk k-1 (DER signature,
+verification under the DS certificate's key, assembly) while the service signs chunk k.
+
+The guarantee is the inline path's: a SOD leaves only once its signature has been verified.
+The worker is a fresh interpreter (no inherited PKCS#11 session or database connection; it
+holds no key, only the certificates of the templates it was given).  If it dies, hangs or
+answers out of order, the batch fails closed (`WorkerUnavailable`) and the next batch starts
+a new one.  Replies are drained by a reader thread, so neither side can block the other on a
+full socket buffer.
+
+Protocol (pickled tuples over a socket pair, in order):
+
+* ``("template", id, reference_sod, certificate, hash, ec)`` — a template cut from a SOD the
+  service built and verified with `build_sod` (`SodTemplate.from_reference`, recomputed
+  here), with the DS certificate whose key must verify its signatures;
+* ``("prep", chunk, hash, signing_time, items)`` → ``("prepped", chunk, attrs | None, error)``;
+* ``("finish", chunk, parts)`` with ``parts[i]`` = ``(template_id, raw_signature)`` or
+  ``(None, sod)`` for a SOD the service built itself → ``("finished", chunk, sods, failure)``
+  where ``failure`` is ``(index, why)`` of the first signature that does not verify;
+* ``("drop", chunk)``; ``None`` ends the worker.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+#: how long the service waits for one answer before it gives the worker up
+ANSWER_TIMEOUT = 60.0
+
+
+class WorkerUnavailable(Exception):
+    """The worker could not answer: nothing it has not answered for may be handed out."""
+
+
+PrepItem = tuple[Any, Any, Any]  # (data_groups | None, dg_hashes | None, lds_version | None)
+
+
+def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker process
+    from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached
+    from icao_pki.signature import plain_to_der
+    from icao_pki.signer import HashAlgorithm
+    from icao_pki.sod import build_lds_security_object, hash_data_groups
+
+    from .sod_template import SodTemplate
+    from .verifier import signature_checker
+
+    templates: dict[int, tuple[SodTemplate, Callable[[bytes, bytes], None], bool]] = {}
+    builder: SodTemplate | None = None
+    pending: dict[int, tuple[list[bytes], list[bytes], datetime]] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        kind = message[0]
+        if kind == "template":
+            _, template_id, reference, certificate, hash_name, ec = message
+            template = SodTemplate.from_reference(reference, HashAlgorithm(hash_name))
+            if template is None:
+                conn.send(("error", template_id, "the template could not be cut from its reference SOD"))
+                continue
+            key = certificate_public_key(load_certificate_cached(certificate))
+            templates[template_id] = (template, signature_checker(key, template.signature_algorithm), ec)
+            builder = template
+        elif kind == "prep":
+            _, chunk, hash_name, signing_time, items = message
+            algorithm = HashAlgorithm(hash_name)
+            try:
+                assert builder is not None, "no template before the first chunk"
+                econtents, attrs = [], []
+                for data_groups, dg_hashes, lds_version in items:
+                    hashes = hash_data_groups(data_groups, algorithm) if data_groups is not None else dg_hashes
+                    econtent = build_lds_security_object(hashes, algorithm, lds_version)
+                    econtents.append(econtent)
+                    attrs.append(builder.signed_attributes(econtent, signing_time))
+            except Exception as exc:  # the service checked the input: this is a defect, fail closed
+                conn.send(("prepped", chunk, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            pending[chunk] = (econtents, attrs, signing_time)
+            conn.send(("prepped", chunk, attrs, None))
+        elif kind == "finish":
+            _, chunk, parts = message
+            econtents, attrs, signing_time = pending.pop(chunk)
+            sods: list[bytes] = []
+            failure: tuple[int, str] | None = None
+            for index, (template_id, value) in enumerate(parts):
+                if template_id is None:
+                    sods.append(value)  # built and verified by the service (`build_sod`)
+                    continue
+                template, check, ec = templates[template_id]
+                signature = plain_to_der(value) if ec else value
+                try:
+                    check(signature, attrs[index])
+                except CmsSignatureError as exc:
+                    failure = (index, str(exc))
+                    break
+                sods.append(template.assemble(econtents[index], signing_time, signature, attrs[index]))
+            conn.send(("finished", chunk, sods, failure))
+        elif kind == "drop":
+            pending.pop(message[1], None)
+
+
+def serve_fd(fd: int) -> None:  # pragma: no cover - the worker process's entry point
+    _serve(Connection(fd))
+
+
+@dataclass
+class SodWorker:
+    """The service's side of one worker process (not thread-safe: the service holds its lock)."""
+
+    answer_timeout: float = ANSWER_TIMEOUT
+    _process: Any = field(default=None, init=False, repr=False)
+    _conn: Connection | None = field(default=None, init=False, repr=False)
+    _answers: queue.Queue[Any] = field(default_factory=queue.Queue, init=False, repr=False)
+    _early: dict[tuple[str, int], Any] = field(default_factory=dict, init=False, repr=False)
+    _templates: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+    _next_chunk: int = field(default=0, init=False, repr=False)
+    _reader: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    @property
+    def alive(self) -> bool:
+        return self._conn is not None and self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """A fresh worker unless the current one is alive (a new one knows no template)."""
+        if self.alive:
+            return
+        self.close()
+        ours, theirs = socket.socketpair()
+        # a fresh interpreter (not multiprocessing's spawn, which re-imports __main__):
+        # nothing of this process — PKCS#11 session, database connections — is inherited
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", f"from lifecycle_api.signing.worker import serve_fd; serve_fd({theirs.fileno()})"],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        theirs.close()
+        self._conn = conn = Connection(ours.detach())
+        self._answers = answers = queue.Queue()
+        self._early, self._templates = {}, {}
+        self._reader = threading.Thread(target=_drain, args=(conn, answers), daemon=True, name="sod-worker-reader")
+        self._reader.start()
+
+    def knows(self, template_key: int) -> int | None:
+        return self._templates.get(template_key)
+
+    def template(self, template_key: int, reference_sod: bytes, certificate: bytes, hash_name: str, ec: bool) -> int:
+        """Register the template of a lease (by a key the service chooses); returns its id."""
+        template_id = len(self._templates)
+        self._send(("template", template_id, reference_sod, certificate, hash_name, ec))
+        self._templates[template_key] = template_id
+        return template_id
+
+    def prep(self, hash_name: str, signing_time: datetime, items: Sequence[PrepItem]) -> int:
+        chunk = self._next_chunk
+        self._next_chunk += 1
+        self._send(("prep", chunk, hash_name, signing_time, list(items)))
+        return chunk
+
+    def prepped(self, chunk: int) -> list[bytes]:
+        attrs, error = self._await("prepped", chunk)
+        if error is not None:
+            self.close()
+            raise WorkerUnavailable(f"SOD worker could not prepare a chunk: {error}")
+        return list(attrs)
+
+    def finish(self, chunk: int, parts: Sequence[tuple[int | None, bytes]]) -> None:
+        self._send(("finish", chunk, list(parts)))
+
+    def finished(self, chunk: int) -> tuple[list[bytes], tuple[int, str] | None]:
+        sods, failure = self._await("finished", chunk)
+        return list(sods), failure
+
+    def drop(self, chunk: int) -> None:
+        if self.alive:
+            self._send(("drop", chunk))
+
+    def _send(self, message: Any) -> None:
+        try:
+            assert self._conn is not None, "SOD worker not started"
+            self._conn.send(message)
+        except (OSError, ValueError, AssertionError) as exc:
+            self.close()
+            raise WorkerUnavailable(f"SOD worker unavailable: {exc}") from None
+
+    def _await(self, kind: str, chunk: int) -> Any:
+        """The answer of that kind for that chunk; answers to other chunks are kept for later."""
+        deadline = time.monotonic() + self.answer_timeout
+        while (kind, chunk) not in self._early:
+            try:
+                message = self._answers.get(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline or not self.alive:
+                    self.close()
+                    raise WorkerUnavailable("SOD worker did not answer") from None
+                continue
+            if message is None or message[0] == "error" or message[0] not in ("prepped", "finished"):
+                self.close()
+                why = "connection lost" if message is None else repr(message[-1])
+                raise WorkerUnavailable(f"SOD worker failed: {why}")
+            self._early[(message[0], message[1])] = message[2:]
+        return self._early.pop((kind, chunk))
+
+    def close(self) -> None:
+        """Stop the worker.  The socket is closed only after the reader thread has seen the end
+        of it: closing under a blocked read could let that thread read from a later socket
+        that reuses the descriptor number."""
+        conn, process, reader = self._conn, self._process, self._reader
+        self._conn = self._process = self._reader = None
+        self._early, self._templates = {}, {}
+        if conn is not None:
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+        if process is not None:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if reader is not None:
+            reader.join(timeout=5)  # the worker's end is closed: the reader sees EOF
+        if conn is not None:
+            conn.close()
+
+
+def _drain(conn: Connection, answers: queue.Queue[Any]) -> None:
+    """Reader thread: every answer into the queue; None when the connection ends."""
+    try:
+        while True:
+            answers.put(conn.recv())
+    except (EOFError, OSError, ValueError, TypeError):
+        answers.put(None)
