@@ -18,6 +18,13 @@ Agency's, generated more than `stall_after` ago, named by no DS request in any s
 `request_successor` then submits the request for that very key — with a fresh CSR from the
 HSM (journalled through the sign component) — instead of generating another.
 
+When no Agency signature is available the key also has no request, by design: the Agency was
+notified (``ds.successor_request_needed``) to submit it by hand.  Such a key must not count as
+stalled again on every rollover run (every 15 minutes, each with a fresh CSR and another
+notice): each notice is recorded in the audit log against the key
+(``ds.successor_request_notified``), and a key notified less than `renotify_after` ago (default
+a day) is not stalled.  The record is in the database, so a restart does not reset it.
+
 The Cơ yếu unit countersigns (automatically if it is configured so) and the Provider acts
 (at once, through `workflow.after_countersigned`, when its policy lists ``ds_certificate``),
 which activates the key with its usage window and budget.  Until then `successor_pending`
@@ -45,10 +52,15 @@ from ..csr import build_csr, parse_and_verify_csr
 from ..hierarchy import authority_of
 from ..services import Services
 from ..signed_documents import build_signed_document
-from ..store import Key, KeyState, Operator, Request, RequestState, StoreTx
+from ..store import AuditEntry, Key, KeyState, Operator, Request, RequestState, StoreTx
 from ..workflow import after_countersigned, submit_request
 
 SignDocument = Callable[[bytes, datetime], bytes]
+
+#: the Agency is asked to submit the successor's request itself (no signature available here)
+SUCCESSOR_REQUEST_NEEDED = "ds.successor_request_needed"
+#: audit action recording that notice against the key (entity "key"): when it was last sent
+SUCCESSOR_REQUEST_NOTIFIED = "ds.successor_request_notified"
 
 
 @dataclass
@@ -59,6 +71,12 @@ class AgencyFlowRequester:
     sign_document: SignDocument | None = None
     #: a generated key with no request is "stalled" (crash between key and request) after this
     stall_after: timedelta = timedelta(hours=1)
+    #: a key whose Agency was asked to submit its request is not stalled again before this
+    renotify_after: timedelta = timedelta(days=1)
+
+    def __post_init__(self) -> None:
+        if self.stall_after < timedelta(0) or self.renotify_after < timedelta(0):
+            raise ValueError("stall_after and renotify_after must not be negative")
 
     def _caller(self) -> Caller:
         with self.services.store.transaction() as tx:
@@ -92,7 +110,8 @@ class AgencyFlowRequester:
         return sign
 
     def stalled_successor(self, tx: StoreTx, document_type: DocumentType) -> int | None:
-        """A generated DS key of this Agency that no DS request names (see the module doc)."""
+        """A generated DS key of this Agency that no DS request names and whose Agency was not
+        asked to submit one within `renotify_after` (see the module doc)."""
         operator = tx.session.get(Operator, self.agency_operator_id)
         if operator is None:
             return None
@@ -109,7 +128,21 @@ class AgencyFlowRequester:
             for r in tx.session.scalars(select(Request).where(Request.request_type == DS,
                                                               Request.document_type == DocumentType(document_type)))
         }  # fmt: skip
-        return next((k.id for k in keys if k.hsm_label not in named), None)
+        unnamed = [k.id for k in keys if k.hsm_label not in named]
+        if not unnamed:
+            return None
+        notified = self._recently_notified(tx, unnamed, self.services.clock.now() - self.renotify_after)
+        return next((key_id for key_id in unnamed if key_id not in notified), None)
+
+    @staticmethod
+    def _recently_notified(tx: StoreTx, key_ids: list[int], since: datetime) -> set[int]:
+        """Keys whose Agency was asked to submit the request after `since` (indexed by entity)."""
+        rows = tx.session.scalars(
+            select(AuditEntry.entity_id).where(AuditEntry.entity_type == "key",
+                                               AuditEntry.entity_id.in_([str(k) for k in key_ids]),
+                                               AuditEntry.action == SUCCESSOR_REQUEST_NOTIFIED, AuditEntry.at > since)
+        ).all()  # fmt: skip
+        return {int(entity_id) for entity_id in rows}
 
     def _resume(self, caller: Caller, doc: DocumentType, key_id: int) -> tuple[dict[str, Any], Signed]:
         """A fresh CSR (proof of possession) for a stalled key, through the sign component."""
@@ -145,9 +178,14 @@ class AgencyFlowRequester:
         sign = self._signer(caller, now)
         if sign is None:
             with self.services.store.transaction() as tx:
-                tx.enqueue_notification(organisation_id=caller.organisation_id, event="ds.successor_request_needed",
+                tx.enqueue_notification(organisation_id=caller.organisation_id, event=SUCCESSOR_REQUEST_NEEDED,
                                         payload={"document_type": doc.value, "predecessor_key_id": predecessor_key_id,
                                                  **payload}, now=now)
+                # the notice is the key's request for now: not stalled again before renotify_after
+                tx.append_audit(at=now, action=SUCCESSOR_REQUEST_NOTIFIED, entity_type="key",
+                                entity_id=key["key_id"], details={"hsm_label": key["hsm_label"],
+                                                                  "resumed": csr_op is not None},
+                                actor_organisation_id=caller.organisation_id)  # fmt: skip
                 if csr_op is not None:
                     authority_of(self.services).commit(tx, csr_op.operation_id)
             return f"key:{key['key_id']}"

@@ -139,3 +139,71 @@ def test_crash_between_successor_key_and_request_is_resumed_through_the_flow(
     service.close()
     assert signed.key_label == stalled_label
     verify_pa(signed.sod, data_groups(3), trust=[_csca(pki)], at=world.clock.now())
+
+
+def test_stalled_successor_without_agency_signature_notifies_once_per_interval(pki_sqlite: PkiWorld) -> None:
+    """No Agency signature here (no `sign_document`, no centrally held key): the Agency is asked to
+    submit the request itself.  Its key then has no request, but it is not re-notified (with a fresh
+    CSR) on every rollover run: once per `renotify_after`, recorded in the database."""
+    from datetime import timedelta
+
+    from icao_pki.policy import Role
+    from lifecycle_api.audit import verify_chain
+    from lifecycle_api.signing.flow import SUCCESSOR_REQUEST_NEEDED
+    from lifecycle_api.store import HsmOperation, Key
+
+    pki, world = pki_sqlite, pki_sqlite.world
+    key = pki.ds_key()
+    pki.flow("agency", "ds_certificate", "passport", {"hsm_label": key["hsm_label"], "csr": key["csr"]})
+    services = world.client.app.state.services
+    policy = services.settings.policy
+    service = DsSigningService(world.store, pki.keystore, world.clock, policy, block_size=4)
+    service.sign_sod("passport", data_groups(1))
+    service.close()
+    agency = world["agency"].organisation_id
+    with world.store.transaction() as tx:
+        operator_id = tx.session.scalars(select(Operator.id).where(Operator.organisation_id == agency)).first()
+        assert tx.centrally_held_certificate(agency, world.clock.now()) is None  # nobody can sign for the Agency
+
+    def requester() -> AgencyFlowRequester:  # a fresh one per run: nothing survives in memory (restart)
+        return AgencyFlowRequester(services, operator_id, renotify_after=timedelta(days=1))
+
+    def notices() -> list[dict]:
+        with world.store.transaction() as tx:
+            return [dict(m.payload) for m in tx.notifications(agency) if m.event == SUCCESSOR_REQUEST_NEEDED]
+
+    def ds_keys() -> list[tuple[int, str]]:
+        with world.store.transaction() as tx:
+            return [(k.id, k.hsm_label) for k in tx.session.scalars(select(Key).where(Key.role == Role.DS)
+                                                                     .order_by(Key.id))]
+
+    def csr_count(label: str) -> int:
+        with world.store.transaction() as tx:
+            return len(tx.session.scalars(select(HsmOperation).where(HsmOperation.hsm_label == label,
+                                                                     HsmOperation.purpose.like("DS CSR%"))).all())
+
+    notified_at = world.clock.now()
+    [first] = perform_rollovers(world.store, world.clock, requester(), policy, EARLY)
+    [(successor_id, successor)] = ds_keys()[1:]
+    assert first.reference == f"key:{successor_id}"
+    assert [n["hsm_label"] for n in notices()] == [successor]
+    # the rollover job runs every 15 minutes: past stall_after, within the interval, it asks nothing
+    for after in (timedelta(hours=2), timedelta(hours=6), timedelta(hours=23, minutes=59)):
+        world.clock.set(notified_at + after)
+        assert due_rollovers(world.store, world.clock, policy, EARLY, requester()) == []
+        assert perform_rollovers(world.store, world.clock, requester(), policy, EARLY) == []
+    assert len(notices()) == 1 and csr_count(successor) == 1
+    # a day after the notice: asked again, for the same key (a fresh CSR), once
+    world.clock.set(notified_at + timedelta(days=1, seconds=1))
+    [again] = perform_rollovers(world.store, world.clock, requester(), policy, EARLY)
+    assert again.due.reason == "stalled" and again.reference == f"key:{successor_id}"
+    assert [n["hsm_label"] for n in notices()] == [successor, successor] and csr_count(successor) == 2
+    renotified_at = world.clock.now()
+    world.clock.set(renotified_at + timedelta(hours=12))
+    assert perform_rollovers(world.store, world.clock, requester(), policy, EARLY) == []
+    world.clock.set(renotified_at + timedelta(days=1, seconds=1))
+    assert len(perform_rollovers(world.store, world.clock, requester(), policy, EARLY)) == 1
+    assert len(notices()) == 3
+    assert [label for _, label in ds_keys()] == [key["hsm_label"], successor]  # never a second successor key
+    with world.store.transaction() as tx:
+        assert verify_chain(tx.audit_entries()).ok
