@@ -21,6 +21,7 @@ from icao_pki.clock import Clock
 from icao_pki.crl import RevocationReason
 from icao_pki.policy import DocumentType, Role
 from lifecycle_api.store import (
+    AuditEntry,
     Certificate,
     CertificateStatus,
     Crl,
@@ -29,6 +30,7 @@ from lifecycle_api.store import (
     KeyState,
     PartyType,
     Request,
+    RequestState,
     Revocation,
     Store,
     StoreTx,
@@ -294,6 +296,37 @@ def expire_certificates(store: Store, clock: Clock, limit: int = 500) -> list[in
 def overdue_requests(store: Store, clock: Clock) -> Sequence[Request]:
     with store.transaction() as tx:
         return tx.overdue_requests(clock.now())
+
+
+def stranded_auto_acts(store: Store, clock: Clock, request_types: Sequence[str],
+                       older_than: timedelta = timedelta(minutes=10)) -> list[str]:
+    """Countersigned requests the Provider's policy acts on automatically that still wait.
+
+    The automatic act runs right after the countersignature commits; a crash (or SIGKILL)
+    between the two, or during the act, leaves the request countersigned with nobody to act
+    (the Cơ yếu unit's side is done, the rollover job does not ask again since a request names
+    the key).  A request whose automatic act was refused (``request.auto_act_failed`` after it
+    was countersigned) is left to the Provider's officers: retrying a refusal would only repeat
+    it.  `older_than` keeps the sweep away from an act that is still running."""
+    if not request_types:
+        return []
+    cutoff = clock.now() - older_than
+    with store.transaction() as tx:
+        waiting = tx.session.scalars(
+            select(Request).where(Request.state == RequestState.COUNTERSIGNED,
+                                  Request.request_type.in_(list(request_types)), Request.updated_at <= cutoff)
+            .order_by(Request.updated_at)
+        ).all()  # fmt: skip
+        if not waiting:
+            return []
+        since = {r.id: r.updated_at for r in waiting}
+        failures = tx.session.execute(
+            select(AuditEntry.entity_id, AuditEntry.at).where(
+                AuditEntry.entity_type == "request", AuditEntry.entity_id.in_(list(since)),
+                AuditEntry.action == "request.auto_act_failed")
+        ).all()  # fmt: skip
+        refused = {entity_id for entity_id, at in failures if at >= since[entity_id]}
+        return [request_id for request_id in since if request_id not in refused]
 
 
 def latest_crl_numbers(store: Store) -> dict[str, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -55,6 +55,10 @@ class JobContext:
     crl_issuer: decisions.CrlIssuer | None = None
     crl_interval: timedelta = timedelta(days=1)
     deliver_notifications: Callable[[], Any] | None = None  # e.g. functools.partial(deliver_due, store, client, …)
+    #: the Provider's automatic act (`workflow.after_countersigned` bound to the services) and
+    #: the request types its policy acts on; None: stranded requests wait for an officer
+    auto_act: Callable[[str], Any] | None = None
+    auto_act_types: Sequence[str] = ()
 
 
 def _ds_rollover(ctx: JobContext) -> Any:
@@ -99,10 +103,18 @@ def _notifications(ctx: JobContext) -> Any:
 
 
 def _overdue(ctx: JobContext) -> Any:
+    """Overdue requests are logged; countersigned requests whose automatic act was lost (a
+    crash between countersignature and act) are acted on now (`decisions.stranded_auto_acts`)."""
     overdue = decisions.overdue_requests(ctx.store, ctx.clock)
     for req in overdue:
         log.warning("request %s (%s) is overdue since %s", req.id, req.request_type, req.deadline)
-    return [req.id for req in overdue]
+    acted = []
+    if ctx.auto_act is not None:
+        for request_id in decisions.stranded_auto_acts(ctx.store, ctx.clock, ctx.auto_act_types):
+            log.warning("request %s was countersigned but its automatic act was lost: acting now", request_id)
+            if ctx.auto_act(request_id) is not None:
+                acted.append(request_id)
+    return {"overdue": [req.id for req in overdue], "auto_acted": acted}
 
 
 @dataclass(frozen=True)

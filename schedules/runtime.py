@@ -28,6 +28,7 @@ from lifecycle_api.signing.flow import AgencyFlowRequester
 from lifecycle_api.signing.is_renewal import HsmIsRenewal
 from lifecycle_api.signing.rollover import RolloverThresholds, SuccessorRequester
 from lifecycle_api.store import StoreTx
+from lifecycle_api.workflow import after_countersigned
 
 from .actors import CeremonyProposer, FlowRenewals
 from .jobs import JobContext, ScheduleRunner
@@ -87,6 +88,8 @@ def job_context(
         ca_rollover=CeremonyProposer(services, provider_operator_id) if provider_operator_id is not None else None,
         crl_issuer=HsmCrlIssuer(authority, next_update=services.settings.crl_next_update),
         crl_interval=crl_interval, deliver_notifications=deliver,
+        auto_act=functools.partial(after_countersigned, services),
+        auto_act_types=tuple(services.settings.auto_act_request_types or ()),
     )  # fmt: skip
 
 

@@ -137,7 +137,7 @@ def test_csca_rollover_notice_recorded_once_90_days_ahead(store: Store) -> None:
 def test_every_job_runs_through_the_registered_context(store: Store) -> None:
     clock = FakeClock(T0)
     register_context(JobContext(store=store, clock=clock), "t")
-    assert run_job("overdue-requests", "t") == []
+    assert run_job("overdue-requests", "t") == {"overdue": [], "auto_acted": []}
     results = run_all(JobContext(store=store, clock=clock))
     assert set(results) == set(JOBS)
 
@@ -162,3 +162,32 @@ def test_runner_leads_registers_and_runs_jobs(tmp_path: Path) -> None:
     assert (a.scheduler is None) != (b.scheduler is None)  # exactly one leader
     a.stop()
     b.stop()
+
+
+def test_stranded_automatic_acts_are_swept_but_refused_ones_are_left_to_officers(store: Store) -> None:
+    """A crash between countersignature and the Provider's automatic act leaves the request
+    countersigned with nobody to act; the overdue-requests job acts on it (after ten minutes),
+    never on a request whose automatic act was refused, nor on types the policy does not list."""
+    from lifecycle_api.store import RequestState
+
+    clock = FakeClock(T0)
+    with store.transaction() as tx:
+        org = tx.add_organisation(name="A", party_type=PartyType.AGENCY, country="VN", now=T0)
+        for rid, rtype in (("lost", "ds_certificate"), ("refused", "ds_certificate"), ("fresh", "ds_certificate"),
+                           ("manual", "revocation"), ("open", "ds_certificate")):
+            tx.add_request(request_id=rid, request_type=rtype, document_type=DocumentType.PASSPORT,
+                           applicant_organisation_id=org.id, ministry=None, payload={}, deadline=None, now=T0)
+            if rid != "open":
+                when = T0 + (timedelta(minutes=55) if rid == "fresh" else timedelta(0))
+                tx.transition_request(rid, RequestState.SUBMITTED, RequestState.COUNTERSIGNED, now=when)
+        tx.append_audit(at=T0 + timedelta(seconds=1), action="request.auto_act_failed", entity_type="request",
+                        entity_id="refused", details={"error": "PolicyViolation"})
+    clock.set(T0 + timedelta(hours=1))
+    acted: list[str] = []
+    ctx = JobContext(store=store, clock=clock, auto_act=lambda rid: acted.append(rid) or rid,
+                     auto_act_types=("ds_certificate",))
+    assert JOBS["overdue-requests"].run(ctx) == {"overdue": [], "auto_acted": ["lost"]}
+    assert acted == ["lost"]
+    assert decisions.stranded_auto_acts(store, clock, ()) == []  # no automatic policy: nothing to sweep
+    clock.advance(minutes=10)  # "fresh" is now old enough
+    assert decisions.stranded_auto_acts(store, clock, ("ds_certificate",)) == ["lost", "fresh"]

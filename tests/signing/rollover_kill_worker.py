@@ -141,8 +141,9 @@ def main() -> int:
         return 3  # the kill point was never reached: the test fails on this
     with TestClient(app):  # the lifespan: start-up recovery as under uvicorn, shutdown after
         actions = rollover(ctx)
+        swept = JOBS["overdue-requests"].run(ctx)  # what the scheduler's next runs do
     print(json.dumps({"actions": [{"reason": x.due.reason, "key_id": x.due.key_id, "reference": x.reference}
-                                  for x in actions]}), flush=True)
+                                  for x in actions], "auto_acted": swept["auto_acted"]}), flush=True)
     store.dispose()
     return 0
 

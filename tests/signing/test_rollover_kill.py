@@ -6,8 +6,8 @@ countersigning automatically, the Provider acting automatically — on this test
 and SoftHSM2 token, and is SIGKILLed at one of five points, from "the successor key exists only
 in the HSM" to "the HSM has signed its certificate, which was never stored".  Then a fresh
 process restarts the service as production does (start-up recovery, the rollover job again);
-what the automatic policy left undone after the crash is in the Provider's queue and its officer
-acts.  After each: the successor key is active with exactly one certificate, carrying the HSM
+what the automatic policy left undone after the crash (the Provider's act) is done by the
+overdue-requests job's sweep.  After each: the successor key is active with exactly one certificate, carrying the HSM
 key's public key; the predecessor signs up to its budget and not one more; no key's
 used + reserved exceeds its maximum; no journal row is left unsettled; the audit chain verifies.
 """
@@ -200,7 +200,8 @@ def test_sigkill_during_rollover_through_the_agency_flow(point: str, pki_sqlite:
     world.import_crls()  # the government CA's fresh CRLs, for the signatures made from now on
     run = _worker(scene, restarted_at, "--restart")
     assert run.returncode == 0, (run.stdout, run.stderr[-3000:])
-    actions = json.loads(run.stdout.splitlines()[-1])["actions"]
+    report = json.loads(run.stdout.splitlines()[-1])
+    actions = report["actions"]
     if point == "key-generated":
         assert [a["reason"] for a in actions] == ["count"]  # the orphan was destroyed: due again, a new key
         with pytest.raises(KeyInactive):  # destroyed in the HSM (its public half kept for the record)
@@ -209,12 +210,12 @@ def test_sigkill_during_rollover_through_the_agency_flow(point: str, pki_sqlite:
         assert [a["reason"] for a in actions] == ["stalled"]  # the same key, a fresh CSR, the request
     else:
         assert actions == []  # a request names the key: nothing is asked twice
-        # no job retries the automatic act: the countersigned request waits in the Provider's queue
+        # the automatic act the crash lost is done by the overdue-requests job's sweep
         request_id = request_states[0][0]
-        queue = world.client.get("/v1/queue", headers=world["provider"].headers).json()
-        assert [q["id"] for q in queue] == [request_id]
-        r = world.act(request_id)  # the Provider's officer
-        assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+        assert report["auto_acted"] == [request_id]
+        assert world.client.get("/v1/queue", headers=world["provider"].headers).json() == []
+        with world.store.transaction() as tx:
+            assert tx.request(request_id).state is RequestState.COMPLETED
 
     # --- after the restart --------------------------------------------------------------------
     keys = _ds_keys(scene)
