@@ -14,7 +14,10 @@ Request types (payload fields; every binary value base64):
 * ``is_certificate`` (Agency, IS operator): ``{"cv_request"}`` — a CV request naming our DV
   (CAR).  A renewal is an authenticated request whose outer signature is made with the
   applicant's *current* IS key (its certificate's CHR as outer CAR); only the holder of that
-  certificate may renew it.  Optional ``validity_days``.
+  certificate may renew it.  Optional ``validity_days``.  When the requested key is an IS key
+  of the applicant generated in the service's HSM (`POST /v1/is/keys`, `create_is_key`, or a
+  renewal by `signing.is_renewal`), issuing the certificate activates that key and links the
+  certificate to it, so the schedules can renew it and later destroy it.
 * ``foreign_dv_certificate`` (Agency): ``{"cv_request", "foreign_state_organisation_id"}`` —
   a foreign DV's request, authenticated by that state's registered CVCA; the Provider
   issues a foreign-DV certificate (role 01) from our CVCA.
@@ -34,12 +37,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from cvc.builders import build_authenticated_request, build_dv_certificate, build_request, build_terminal_certificate
 from cvc.certificate import AuthenticatedRequest, ChatRole, CvRequest, parse_request
 from cvc.certificate import parse_certificate as parse_cv_certificate
 from cvc.errors import CvcError
+from cvc.reference import HolderReference
 from cvc.validation import check_chain_at, order_chain, trust_point, verify_chain_at, verify_request
 from icao_pki.certificate import build_ds_certificate, parse_certificate
+from icao_pki.keystore import KEY_SPECS, KeyNotFound, KeyStoreError
 from icao_pki.names import DistinguishedName
 from icao_pki.policy import CertificateFormat, DocumentType, Policy, Role, Window, add_months, cv_max_expiration
 from icao_pki.signature import load_spki
@@ -49,7 +56,7 @@ from .authority import CaKey, GeneratedKey, Signed
 from .ceremonies import crl_url, dv_chr
 from .csr import build_csr, parse_and_verify_csr
 from .deadlines import DeadlineRule
-from .errors import Forbidden, InvalidInput, NotFound
+from .errors import Conflict, Forbidden, InternalFailure, InvalidInput, NotFound
 from .handlers import ActContext, HandlerRegistry, PrepareContext, RequestHandler
 from .hierarchy import (
     authority_of,
@@ -63,13 +70,26 @@ from .hierarchy import (
     store_x509,
 )
 from .services import Services
-from .store import Certificate, CertificateStatus, KeyState, PartyType, PublishedKind, RequestState, StoreTx
+from .store import (
+    AuditEntry,
+    Certificate,
+    CertificateStatus,
+    Key,
+    KeyState,
+    PartyType,
+    PublishedKind,
+    RequestState,
+    StoreTx,
+)
 
 DS = "ds_certificate"
 IS = "is_certificate"
 FOREIGN_DV = "foreign_dv_certificate"
 DV_ABROAD = "dv_request_abroad"
 DEFAULT_DS_SPEC = {DocumentType.PASSPORT: "brainpoolP256r1", DocumentType.IDCARD: "rsa2048"}
+#: audit actions naming the CHR promised to an IS key not yet certified
+IS_KEY_GENERATED = "is.key_generated"
+RENEWAL_REQUESTED = "is.renewal_requested"
 
 
 def b64(data: bytes) -> str:
@@ -276,6 +296,8 @@ class _PreparedCv:
     role: Role
     holder_id: int
     others: tuple[Signed, ...] = ()
+    #: the holder's IS key in our HSM that this certificate certifies (activated by `act_cv`)
+    key_id: int | None = None
 
 
 def _dv_for(tx: StoreTx, car: str | None, doc: DocumentType, now: datetime) -> Certificate:
@@ -311,8 +333,11 @@ def prepare_is(ctx: PrepareContext) -> _PreparedCv:
             raise InvalidInput(f"{inner.chr} is already certified; a new key needs a new holder reference")
     try:
         verify_request(request)
+        requested_key = inner.public_key.public_key()
     except CvcError as exc:
         raise InvalidInput(f"the CV request does not verify: {exc}") from None
+    with services.store.transaction() as tx:
+        held_key_id = _held_is_key(tx, services, req.applicant_organisation_id, doc, requested_key)
     assert dv.cv is not None
     dv_cert = dv.cv
     days = _int(req.payload, "validity_days", 30)
@@ -328,7 +353,8 @@ def prepare_is(ctx: PrepareContext) -> _PreparedCv:
         dv.signer, dv.label, build,
         lambda der: _ok(verify_chain_at(chain.trust, [*chain.chain, parse_cv_certificate(der)], today)),
         purpose="IS certificate", request_id=req.id)
-    return _PreparedCv(signed, dv.certificate_id, [r.der for r in chain.rows], Role.IS, req.applicant_organisation_id)
+    return _PreparedCv(signed, dv.certificate_id, [r.der for r in chain.rows], Role.IS, req.applicant_organisation_id,
+                       key_id=held_key_id)
 
 
 def _check_renewal(tx: StoreTx, request: AuthenticatedRequest, applicant: int, today: date) -> None:
@@ -355,7 +381,13 @@ def act_cv(ctx: ActContext) -> dict[str, Any]:
     p: _PreparedCv = ctx.prepared
     doc = DocumentType(ctx.request.document_type)
     authority = authority_of(_services_of(ctx))
-    cert = store_cv(ctx.tx, p.signed.der, role=p.role, document_type=doc, now=ctx.now,
+    held: dict[str, Any] = {}
+    if p.key_id is not None:  # an IS key of the holder in our HSM: usable (renewable) from now on
+        issued = parse_cv_certificate(p.signed.der)
+        ctx.tx.activate_key(p.key_id, expected=KeyState.GENERATED, usage_not_before=day_start(issued.effective_date),
+                            usage_not_after=day_end(issued.expiration_date), max_signatures=None)
+        held = {"key_id": p.key_id, "hsm_label": ctx.tx.key(p.key_id).hsm_label}
+    cert = store_cv(ctx.tx, p.signed.der, role=p.role, document_type=doc, now=ctx.now, key_id=p.key_id,
                     issuer_certificate_id=p.issuer_id, organisation_id=p.holder_id, request_id=ctx.request.id)
     authority.commit(ctx.tx, p.signed.operation_id)
     for other in p.others:
@@ -365,7 +397,239 @@ def act_cv(ctx: ActContext) -> dict[str, Any]:
                                     payload={"event": "certificate.issued", "request_id": ctx.request.id,
                                              "certificate": b64(p.signed.der), "chr": cert.chr},
                                     now=ctx.now, request_id=ctx.request.id)
-    return {**certificate_view(cert), "chain": [b64(d) for d in p.chain]}
+    return {**certificate_view(cert), "chain": [b64(d) for d in p.chain], **held}
+
+
+# --- CV: IS keys generated in the service's HSM -------------------------------------------------
+
+
+def _holder_country(country: str) -> str:
+    """The CHR's two-letter country: the holder's own, else Viet Nam (our DV certifies domestic terminals)."""
+    code = (country or "").upper()
+    return code if len(code) == 2 and code.isalpha() else "VN"
+
+
+def _reserved_is_chrs(tx: StoreTx, organisation_id: int, certificate_ids: list[int]) -> set[str]:
+    """CHRs already promised to the holder's IS keys that are not certified yet: those of its
+    generated IS keys (`create_is_key`) and of its renewal requests (`signing.is_renewal`).
+    Looked up by entity (indexed), never by scanning the audit log."""
+    key_ids = tx.session.scalars(
+        select(Key.id).where(Key.role == Role.IS, Key.organisation_id == organisation_id,
+                             Key.state == KeyState.GENERATED)
+    ).all()  # fmt: skip
+    reserved: set[str] = set()
+    for entity_type, ids, action in (("key", key_ids, IS_KEY_GENERATED),
+                                     ("certificate", certificate_ids, RENEWAL_REQUESTED)):
+        if not ids:
+            continue
+        for details in tx.session.scalars(
+            select(AuditEntry.details).where(AuditEntry.entity_type == entity_type,
+                                             AuditEntry.entity_id.in_([str(i) for i in ids]),
+                                             AuditEntry.action == action)
+        ).all():  # fmt: skip
+            if isinstance(details, dict) and isinstance(details.get("chr"), str):
+                reserved.add(details["chr"])
+    return reserved
+
+
+def next_is_chr(tx: StoreTx, organisation_id: int, document_type: DocumentType, after: str | None = None) -> str:
+    """The holder's next IS certificate holder reference.
+
+    A chip refuses a key whose CHR it already knows (TR-03110-3 A.7.1), so a new IS key
+    always gets a new sequence number: the one after `after` (the certificate being renewed)
+    or after the holder's latest IS certificate of this document type; for a holder without
+    one, ``<country>IS<P|I><organisation id>00001``.  Skips every CHR already certified and
+    every CHR promised to a key of the holder still waiting for its certificate."""
+    certificates = [c for c in tx.certificates(role=Role.IS, organisation_id=organisation_id,
+                                               certificate_format=CertificateFormat.CV) if c.chr]
+    reserved = _reserved_is_chrs(tx, organisation_id, [c.id for c in certificates])
+    if after is None:
+        same_type = [c for c in certificates if DocumentType(c.document_type) is DocumentType(document_type)]
+        after = same_type[-1].chr if same_type else None
+    if after is None:
+        org = tx.organisation(organisation_id)
+        letter = _IS_DOC_LETTER[DocumentType(document_type)]
+        reference = HolderReference(_holder_country(org.country), f"IS{letter}{org.id % 1_000_000:04d}", "00001")
+    else:
+        reference = HolderReference.parse(after).next_sequence()
+    while tx.certificate_by_chr(str(reference)) is not None or str(reference) in reserved:
+        reference = reference.next_sequence()
+    return str(reference)
+
+
+_IS_DOC_LETTER = {DocumentType.PASSPORT: "P", DocumentType.IDCARD: "I"}
+
+
+def _chain_root_is_ours(tx: StoreTx, row: Certificate) -> bool:
+    return cv_chain(tx, row).rows[0].key_id is not None
+
+
+def _is_issuer(tx: StoreTx, car: str | None, document_type: DocumentType, now: datetime) -> Certificate:
+    """The DV an IS key's request names: the one asked for (a DV of this service), else our
+    domestic DV (chain up to our own CVCA) valid now, with its key active."""
+    if car is not None:
+        row = _dv_for(tx, car, document_type, now)
+        if DocumentType(row.document_type) is not DocumentType(document_type):
+            raise InvalidInput(f"DV {car} issues {DocumentType(row.document_type).value} certificates, "
+                               f"not {document_type.value}", car=car)
+        candidates = [row]
+    else:
+        candidates = sorted(tx.certificates(role=Role.DVCA, document_type=document_type,
+                                            certificate_format=CertificateFormat.CV,
+                                            statuses=[CertificateStatus.ACTIVE]),
+                            key=lambda r: (r.not_before, r.id), reverse=True)  # fmt: skip
+    for row in candidates:
+        if row.key_id is None or row.status is not CertificateStatus.ACTIVE:
+            continue
+        if not (row.not_before <= now <= row.not_after):
+            continue
+        key = tx.key(row.key_id)
+        if key.state is not KeyState.ACTIVE or (key.usage_not_after is not None and key.usage_not_after < now):
+            continue
+        if car is None and not _chain_root_is_ours(tx, row):
+            continue  # a DV certified by a foreign CVCA is named explicitly, never picked by default
+        return row
+    if car is not None:
+        raise InvalidInput(f"DV {car} is not valid now or its key is not active", car=car)
+    raise NotFound(f"no active {document_type.value} DV; run the DVCA ceremony", document_type=document_type.value)
+
+
+def _is_key_spec(trust_curve: Any, dv: Any) -> str:
+    """The new key's type: the chain's curve (a terminal key inherits the CVCA's domain
+    parameters, so any other curve could not be verified by a chip), or RSA of the DV's size."""
+    if trust_curve is not None:
+        spec = str(trust_curve.name)
+    else:
+        spec = f"rsa{dv.public_key.bits}"
+    if spec not in KEY_SPECS:
+        raise NotFound(f"the DV chain uses {spec}, which this HSM cannot generate", spec=spec)
+    return spec
+
+
+def create_is_key(services: Services, caller: Caller, document_type: DocumentType,
+                  car: str | None = None) -> dict[str, Any]:
+    """The caller's IS key, generated in the service's HSM, with its CV request ready to submit.
+
+    Why here rather than in the terminal: the schedules can renew an IS certificate (1 month,
+    Art. 23.2c / 26.2c) without a human only when the service's HSM holds the current key
+    (`signing.is_renewal`).  The key is generated on the DV chain's curve, the request's inner
+    signature is made by it (CHR: the holder's next, CAR: our DV valid now) and checked
+    before it is handed out.  The key is known to the database (role IS, state generated,
+    holder the caller's organisation) only when this step commits; a failure destroys it,
+    a crash leaves it to `Authority.recover`.  Submitting the request as an ``is_certificate``
+    and its completion make the key active, linked to its certificate."""
+    if caller.party_type not in (PartyType.AGENCY, PartyType.IS_OPERATOR):
+        raise Forbidden("only an IS operator or an Agency requests IS keys", party_type=caller.party_type.value)
+    authority = authority_of(services)
+    now = services.clock.now()
+    with services.store.transaction() as tx:
+        org = tx.organisation(caller.organisation_id)
+        if document_type.value not in org.document_types:
+            raise Forbidden(f"{org.name} does not serve {document_type.label} issuance",
+                            document_type=document_type.value)
+        dv_row = _is_issuer(tx, car, document_type, now)
+        chain = cv_chain(tx, dv_row)
+        dv_cert = parse_cv_certificate(dv_row.der)
+        spec = _is_key_spec(chain.trust.public_key.curve, dv_cert)
+        algorithm = dv_cert.public_key.algorithm
+        dv_chr_now = str(dv_row.chr)
+        chr = next_is_chr(tx, org.id, document_type)
+        org_name = org.name
+    key = authority.generate_key(document_type, Role.IS, spec, purpose=f"IS key of {org_name}")
+    try:
+        request = authority.sign(
+            key.signer, key.label, lambda s: build_request(s, chr=chr, car=dv_chr_now, algorithm=algorithm),
+            lambda der: _own_cv_request(der, key, chr, dv_chr_now), purpose="IS request (inner, new IS key)",
+            details={"chr": chr, "car": dv_chr_now},
+        )  # fmt: skip
+        now = services.clock.now()
+        with services.store.transaction() as tx:
+            if tx.certificate_by_chr(chr) is not None or chr in _reserved_is_chrs(
+                    tx, caller.organisation_id,
+                    [c.id for c in tx.certificates(role=Role.IS, organisation_id=caller.organisation_id)]):
+                raise Conflict(f"{chr} was taken meanwhile by another IS key of {org_name}; ask again", chr=chr)
+            row = tx.add_key(hsm_label=key.label, role=Role.IS, document_type=document_type, algorithm=spec, now=now,
+                             organisation_id=caller.organisation_id, state=KeyState.GENERATED)
+            authority.commit(tx, key.operation_id)
+            authority.commit(tx, request.operation_id)
+            tx.append_audit(at=now, action=IS_KEY_GENERATED, entity_type="key", entity_id=row.id,
+                            details={"hsm_label": key.label, "document_type": document_type.value, "spec": spec,
+                                     "chr": chr, "car": dv_chr_now},
+                            actor_organisation_id=caller.organisation_id, actor_operator_id=caller.operator_id)
+            return {"key_id": row.id, "hsm_label": key.label, "document_type": document_type.value, "spec": spec,
+                    "chr": chr, "car": dv_chr_now, "cv_request": b64(request.der)}
+    except BaseException as exc:
+        if isinstance(exc, Exception):  # a crash (KeyboardInterrupt, kill) is left to recovery
+            authority.discard(key, f"IS key request failed: {type(exc).__name__}: {exc}",
+                              actor_organisation_id=caller.organisation_id)
+        raise
+
+
+def _own_cv_request(der: bytes, key: GeneratedKey, chr: str, car: str) -> None:
+    """The request handed out is a plain request for exactly the generated key, CHR and CAR."""
+    request = parse_request(der)
+    if isinstance(request, AuthenticatedRequest):
+        raise InternalFailure("the IS key's request came out authenticated")
+    verify_request(request)
+    if request.chr != chr or request.car != car:
+        raise InternalFailure(f"the IS request names {request.chr} / {request.car}, not {chr} / {car}")
+    if load_spki(key.signer.public_key_info()) != request.public_key.public_key():
+        raise InternalFailure("the IS request does not carry the generated key")
+
+
+def _held_is_key(tx: StoreTx, services: Services, applicant: int, document_type: DocumentType,
+                 public_key: Any) -> int | None:
+    """The applicant's IS key generated in our HSM that this request certifies, if any.
+
+    Matched on the HSM's public key (never on a label the request could name), among the
+    applicant's generated IS keys of the document type — a handful at most."""
+    authority = authority_of(services)
+    keys = tx.session.scalars(
+        select(Key).where(Key.role == Role.IS, Key.organisation_id == applicant, Key.state == KeyState.GENERATED,
+                          Key.document_type == DocumentType(document_type)).order_by(Key.id)
+    ).all()  # fmt: skip
+    for key in keys:
+        try:
+            held = load_spki(authority.keystore.signer(key.hsm_label).public_key_info())
+        except KeyStoreError:
+            continue
+        if held == public_key:
+            return key.id
+    return None
+
+
+def destroy_rejected_is_key(services: Services, req: Any) -> None:
+    """A rejected IS request for a key generated here: that key will never be certified, so it
+    leaves the HSM (recorded), as a rejected DS key does."""
+    if services.authority is None or req.document_type is None:
+        return  # no HSM here, so no key of ours can be behind the request
+    try:
+        request = parse_request(_bytes(req.payload, "cv_request"))
+    except (CvcError, InvalidInput):
+        return
+    inner = request.request if isinstance(request, AuthenticatedRequest) else request
+    try:
+        public_key = inner.public_key.public_key()
+    except CvcError:
+        return
+    now = services.clock.now()
+    with services.store.transaction() as tx:
+        key_id = _held_is_key(tx, services, req.applicant_organisation_id, DocumentType(req.document_type),
+                              public_key)
+        if key_id is None:
+            return
+        label = tx.key(key_id).hsm_label
+    reason = f"IS request {req.id} rejected"
+    try:
+        record = authority_of(services).keystore.destroy(label, reason=reason)
+        outcome, spki = "destroyed", record.get("spki_sha256")
+    except KeyNotFound:
+        outcome, spki = "already absent from the HSM", None
+    with services.store.transaction() as tx:
+        tx.set_key_state(key_id, KeyState.GENERATED, KeyState.DESTROYED, now=now)
+        tx.append_audit(at=now, action="hsm.key_destroyed", entity_type="key", entity_id=key_id,
+                        details={"hsm_label": label, "reason": reason, "outcome": outcome, "spki_sha256": spki},
+                        actor_organisation_id=req.applicant_organisation_id)
 
 
 # --- CV: a foreign DV certified by our CVCA ----------------------------------------------------
@@ -638,7 +902,8 @@ def certificate_handlers(services: Services) -> list[RequestHandler]:
                        after_rejection=destroy_rejected_ds_key, discard=abandon,
                        description="DS certificate from the CSCA of the document type"),
         RequestHandler(IS, frozenset({PartyType.AGENCY, PartyType.IS_OPERATOR}), act_cv, validate=validate_is,
-                       prepare=prepare_is, discard=abandon, description="IS (terminal) certificate from our DV; renewal authenticated"),
+                       prepare=prepare_is, after_rejection=destroy_rejected_is_key, discard=abandon,
+                       description="IS (terminal) certificate from our DV; renewal authenticated"),
         RequestHandler(FOREIGN_DV, agency, act_cv, validate=validate_foreign_dv, prepare=prepare_foreign_dv,
                        discard=abandon,
                        description="foreign DV certificate from our CVCA"),
@@ -656,5 +921,6 @@ def register_certificate_handlers(services: Services) -> HandlerRegistry:
     return services.handlers
 
 
-__all__ = ["DS", "DV_ABROAD", "FOREIGN_DV", "IS", "create_ds_key", "import_foreign_dv_certificate",
-           "register_certificate_handlers", "register_foreign_cvca"]
+__all__ = ["DS", "DV_ABROAD", "FOREIGN_DV", "IS", "IS_KEY_GENERATED", "RENEWAL_REQUESTED", "create_ds_key",
+           "create_is_key", "import_foreign_dv_certificate", "next_is_chr", "register_certificate_handlers",
+           "register_foreign_cvca"]

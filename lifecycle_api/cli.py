@@ -296,6 +296,21 @@ def is_request(
         _show_flow(client.request_is_certificate(der, document_type.value, validity_days), as_json)
 
 
+@app.command("is-key-request")
+def is_key_request(
+    document_type: DocumentType = DocumentTypeOption,
+    car: str | None = typer.Option(None, "--car", help="The DV that should issue it (default: our DV valid now)."),
+    validity_days: int | None = typer.Option(None, "--validity-days", help="IS validity (≤ 1 month)."),
+    url: str = UrlOption, token: str = TokenOption, organisation_id: int = OrgOption,
+    key_label: str | None = KeyOption, certificate: Path | None = CertOption, as_json: bool = JsonOption,
+) -> None:
+    """IS certificate (IS operator, Agency) for a key the service generates and keeps in its HSM, so that
+    the schedules renew it before expiry without a human; you sign the request."""
+    with reporting(*EXPECTED):
+        client = _client(url, token, organisation_id, key_label, certificate)
+        _show_flow(client.request_is_certificate_in_hsm(document_type.value, validity_days, car), as_json)
+
+
 @app.command("foreign-dv-request")
 def foreign_dv_request(
     cv_request: Path = typer.Option(..., "--cv-request", help="The foreign DV's CV request (DER), authenticated by "

@@ -5,7 +5,8 @@ countersignature, rejection), signs them through the organisation's own `Signer`
 PKCS#11 token in production) and calls the API.  It covers every flow of REQUIREMENTS.md
 §3: DS (`request_ds_certificate`: the service generates the DS key and its CSR, the
 Agency signs the request), IS and IS renewal (`request_is_certificate` with a CV request
-or an authenticated one), a foreign DV's request brought in by the Agency
+or an authenticated one; `request_is_certificate_in_hsm`: the service generates the IS key
+in its HSM, so its schedules can renew it), a foreign DV's request brought in by the Agency
 (`request_foreign_dv_certificate`), our DV abroad (`request_dv_abroad`, then
 `exported_cv_request` and `import_foreign_certificate`), revocation (`request_revocation`,
 Art. 17 reasons), key ceremonies (`propose_ceremony`, `approve_ceremony`) and the results
@@ -138,6 +139,22 @@ class PartyClient:
         if validity_days is not None:
             payload["validity_days"] = validity_days
         return self.submit("is_certificate", payload, document_type)
+
+    def is_key(self, document_type: str, car: str | None = None) -> dict[str, Any]:
+        """An IS key generated in the service's HSM for this organisation, with its CV request
+        (CHR: our next, CAR: `car` or our DV valid now), ready to submit as is_certificate."""
+        body: dict[str, Any] = {"document_type": document_type}
+        if car:
+            body["car"] = car
+        return self._call("POST", "/v1/is/keys", body)
+
+    def request_is_certificate_in_hsm(self, document_type: str, validity_days: int | None = None,
+                                      car: str | None = None) -> dict[str, Any]:
+        """IS flow with the key held by the service: ask for the key and its CV request, then
+        sign and submit the is_certificate request for it.  Once issued, the service's
+        schedules renew it before expiry without a human."""
+        key = self.is_key(document_type, car)
+        return self.request_is_certificate(base64.b64decode(key["cv_request"]), document_type, validity_days)
 
     def request_foreign_dv_certificate(self, cv_request: bytes, foreign_state_organisation_id: int,
                                        document_type: str, validity_days: int | None = None) -> dict[str, Any]:

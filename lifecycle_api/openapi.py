@@ -132,6 +132,15 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "request": {"document_type": "passport", "key_spec": "brainpoolP256r1"},
         "response": {"key_id": 7, "hsm_label": "passport-ds-00007", "document_type": "passport",
                      "csr": "MIIBKzCB0gIBADBwMQswCQYDVQQGEwJWTjEg..."}},
+    ("post", "/v1/is/keys"): {
+        "description": "Generates the caller's IS key in the service's HSM on the curve of the DV chain and "
+                       "returns its CV request (inner signature by the new key, CHR: the holder's next, CAR: our "
+                       "DV valid now).  Submit it as an `is_certificate` request; when that request completes the "
+                       "key becomes active, linked to its certificate, and the schedules renew it before expiry.",
+        "request": {"document_type": "passport"},
+        "response": {"key_id": 11, "hsm_label": "passport-is-00011", "document_type": "passport",
+                     "spec": "brainpoolP256r1", "chr": "VNISP000500001", "car": "VNDVPVN00004",
+                     "cv_request": "fyGCAT1/TpIBL18pAQBCDFZORFZQVk4wMDAwNH9JggEVBgoEAH8ABwICAgID..."}},
     ("post", "/v1/organisations/{organisation_id}/cvca"): {
         "request": {"der": B64_CV},
         "response": {**CV_CERTIFICATE, "role": "cvca", "chr": "UTCVCA00001", "issuer": "UTCVCA00001",
@@ -220,7 +229,7 @@ def _error_statuses(method: str, path: str, public: bool, has_body: bool) -> lis
         statuses += ["409"]
     if path in ("/v1/requests", "/v1/requests/{request_id}/countersign", "/v1/requests/{request_id}/reject"):
         statuses.append("400")
-    if path.startswith("/v1/ds/") or path.startswith("/v1/ceremonies") or path == "/v1/publication/master-list":
+    if path.startswith(("/v1/ds/", "/v1/is/", "/v1/ceremonies")) or path == "/v1/publication/master-list":
         statuses.append("503")
     return sorted(set(statuses))
 

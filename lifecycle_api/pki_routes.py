@@ -1,4 +1,4 @@
-"""HTTP routes of the certificate flows: ceremonies, DS keys, foreign CV material, certificates,
+"""HTTP routes of the certificate flows: ceremonies, DS and IS keys, foreign CV material, certificates,
 and the public, read-only publication (`/v1/pub/...`, listed in `app.PUBLIC_PATHS`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from icao_pki.policy import DocumentType
 
 from .auth import ALL_PARTIES, Caller, allow
 from .ceremonies import approve, propose
-from .certificate_flows import create_ds_key, import_foreign_dv_certificate, register_foreign_cvca
+from .certificate_flows import create_ds_key, create_is_key, import_foreign_dv_certificate, register_foreign_cvca
 from .errors import InvalidInput, NotFound
 from .hierarchy import certificate_view
 from .publication import current, index, media_type, publish_master_list, trusted_roots
@@ -32,6 +32,8 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 ProviderCaller = Annotated[Caller, Depends(allow(P.PROVIDER))]
 AgencyCaller = Annotated[Caller, Depends(allow(P.AGENCY))]
+#: the parties that submit ``is_certificate`` requests (its handler's submitters)
+IsCaller = Annotated[Caller, Depends(allow(P.AGENCY, P.IS_OPERATOR))]
 AnyCaller = Annotated[Caller, Depends(allow(*ALL_PARTIES))]
 
 router = APIRouter(prefix="/v1")
@@ -54,6 +56,12 @@ class CeremonyIn(BaseModel):
 class DsKeyIn(BaseModel):
     document_type: DocumentType
     key_spec: str | None = Field(default=None, description=f"one of {', '.join(KEY_SPECS)}")
+
+
+class IsKeyIn(BaseModel):
+    document_type: DocumentType
+    car: str | None = Field(default=None, max_length=16,
+                            description="the DV to name as CAR (its CHR); default: our domestic DV valid now")
 
 
 class ForeignCertificateIn(DerIn):
@@ -91,6 +99,12 @@ def post_ceremony_approve(request_id: str, caller: ProviderCaller, services: Ser
              summary="An Agency's DS key, generated in the service's HSM, with its PKCS#10 request")
 def post_ds_key(body: DsKeyIn, caller: AgencyCaller, services: ServicesDep) -> dict[str, Any]:
     return create_ds_key(services, caller, body.document_type, body.key_spec)
+
+
+@router.post("/is/keys", status_code=status.HTTP_201_CREATED, tags=["certificates"],
+             summary="An IS key generated in the service's HSM, with its CV request to submit as is_certificate")
+def post_is_key(body: IsKeyIn, caller: IsCaller, services: ServicesDep) -> dict[str, Any]:
+    return create_is_key(services, caller, body.document_type, body.car)
 
 
 @router.post("/organisations/{organisation_id}/cvca", status_code=status.HTTP_201_CREATED, tags=["organisations"],

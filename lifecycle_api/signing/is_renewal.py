@@ -15,7 +15,8 @@ organisation's service account), through the sign component (`Authority`: journa
 the HSM, verified after):
 
 1. generates the new IS key in the HSM (same curve as the current key — the chain's domain
-   parameters), with the next CHR of the holder (sequence + 1, never one already certified);
+   parameters), with the next CHR of the holder (sequence + 1, never one already certified
+   nor one promised to another key still waiting: `certificate_flows.next_is_chr`);
 2. signs the inner request with the new key (CAR: our DV valid now), and the outer signature
    with the current IS key (outer CAR: the current certificate's CHR);
 3. submits the ``is_certificate`` request signed with the IS operator's document key (its
@@ -25,7 +26,13 @@ the HSM, verified after):
    the signatures;
 4. calls `workflow.after_countersigned`, so that when the Cơ yếu unit countersigns
    automatically and the Provider's policy lists ``is_certificate`` the certificate is
-   issued at once; otherwise the request waits in the normal queues.
+   issued at once; otherwise the request waits in the normal queues.  Issuing it makes the
+   new key active and links the certificate to it (`certificate_flows.act_cv`), so it is the
+   key the next renewal authenticates with; the old key is destroyed by the
+   ``ds-key-destruction`` job once its certificate has expired (`rollover.destroy_superseded_is_keys`).
+
+The holder's first IS key gets into the HSM through ``POST /v1/is/keys``
+(`certificate_flows.create_is_key`).
 
 Idempotent: an audit entry ``is.renewal_requested`` on the certificate names the request; a
 second run returns it while that request is open or completed, and renews again only if it
@@ -47,14 +54,13 @@ from sqlalchemy import select
 from cvc.builders import build_authenticated_request, build_request
 from cvc.certificate import AuthenticatedRequest, parse_request
 from cvc.certificate import parse_certificate as parse_cv_certificate
-from cvc.reference import HolderReference
 from cvc.validation import verify_request
-from icao_pki.keystore import KeyNotFound
+from icao_pki.keystore import KeyInactive, KeyNotFound
 from icao_pki.policy import CertificateFormat, DocumentType, Role
 
 from ..auth import Caller
 from ..authority import Authority, GeneratedKey, Signed, key_matches
-from ..certificate_flows import IS
+from ..certificate_flows import IS, RENEWAL_REQUESTED, next_is_chr
 from ..hierarchy import cv_chain
 from ..services import Services
 from ..signed_documents import build_signed_document
@@ -63,8 +69,6 @@ from ..workflow import after_countersigned, submit_request
 
 #: (organisation id, content, signing time) -> CMS signed document of that organisation
 SignDocument = Callable[[int, bytes, datetime], bytes]
-
-RENEWAL_REQUESTED = "is.renewal_requested"
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ class HsmIsRenewal:
                 return None
             caller = self._caller(tx, current.organisation_id)
             dv_chr = self._dv_chr(tx, current, now)
-            new_chr = self._next_chr(tx, current.chr)
+            new_chr = next_is_chr(tx, current.organisation_id, current.document_type, after=current.chr)
         if caller is None:
             return None
         sign = self._document_signer(current.organisation_id, now)
@@ -175,10 +179,12 @@ class HsmIsRenewal:
             select(Key).where(Key.role == Role.IS, Key.organisation_id == row.organisation_id,
                               Key.state != KeyState.DESTROYED).order_by(Key.id.desc())
         ).all()  # fmt: skip
+        # the key the certificate is linked to (issued for a key generated here) first; still checked
+        keys = sorted(keys, key=lambda k: k.id != row.key_id)
         for key in keys:
             try:
                 signer = self.authority.keystore.signer(key.hsm_label)
-            except KeyNotFound:
+            except (KeyNotFound, KeyInactive):  # gone from the HSM (destroyed): not the current key
                 continue
             if key_matches(signer, row.der, CertificateFormat.CV, inherited):
                 spec = signer.curve.name if signer.curve is not None else f"rsa{signer.rsa_bits}"
@@ -201,12 +207,6 @@ class HsmIsRenewal:
         if found is not None and found[0].chr:
             return found[0].chr
         return parse_cv_certificate(current.der).car
-
-    def _next_chr(self, tx: StoreTx, chr: str) -> str:
-        reference = HolderReference.parse(chr).next_sequence()
-        while tx.certificate_by_chr(str(reference)) is not None:
-            reference = reference.next_sequence()
-        return str(reference)
 
     def _document_signer(self, organisation_id: int, now: datetime) -> Callable[[bytes, datetime], bytes] | None:
         if self.sign_document is not None:

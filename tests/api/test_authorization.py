@@ -44,6 +44,7 @@ MATRIX: list[tuple[str, str, frozenset[str] | None]] = [
     ("POST", "/v1/ceremonies", frozenset({"provider"})),
     ("POST", "/v1/ceremonies/{request_id}/approve", frozenset({"provider"})),
     ("POST", "/v1/ds/keys", frozenset({"agency"})),
+    ("POST", "/v1/is/keys", frozenset({"agency", "is_operator"})),
     ("POST", "/v1/ds/{document_type}/sod", frozenset({"agency", "provider"})),
     ("POST", "/v1/ds/{document_type}/sod/batch", frozenset({"agency", "provider"})),
     ("POST", "/v1/organisations/{organisation_id}/cvca", frozenset({"provider"})),
@@ -73,7 +74,7 @@ def _body(path: str) -> dict | None:
         return {"document": junk}
     if path == "/v1/ceremonies":
         return {"kind": "csca", "document_type": "passport"}
-    if path == "/v1/ds/keys":
+    if path in ("/v1/ds/keys", "/v1/is/keys"):
         return {"document_type": "passport"}
     if path.endswith("/cvca"):
         return {"der": junk}
