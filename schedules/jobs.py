@@ -28,9 +28,11 @@ from lifecycle_api.signing.rollover import (
     RolloverThresholds,
     SuccessorRequester,
     destroy_retired,
+    destroy_superseded_is_keys,
     due_rollovers,
     perform_rollovers,
     retire_expired,
+    retire_superseded_is_keys,
 )
 from lifecycle_api.store import Store
 
@@ -68,9 +70,12 @@ def _ds_rollover(ctx: JobContext) -> Any:
 
 
 def _ds_destruction(ctx: JobContext) -> Any:
+    """Retired keys out of the HSM: DS keys after their usage window, then IS keys held for IS
+    operators once superseded (one job, so the job ids stay as the job store knows them)."""
     if ctx.keystore is None:
-        return retire_expired(ctx.store, ctx.clock)
-    return destroy_retired(ctx.store, ctx.keystore, ctx.clock)
+        return retire_expired(ctx.store, ctx.clock) + retire_superseded_is_keys(ctx.store, ctx.clock)
+    return destroy_retired(ctx.store, ctx.keystore, ctx.clock) + destroy_superseded_is_keys(
+        ctx.store, ctx.keystore, ctx.clock)
 
 
 def _renewals(role: Role) -> Callable[[JobContext], Any]:

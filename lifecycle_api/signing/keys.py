@@ -1,4 +1,5 @@
-"""The DS-key queries of the signing service, rollover and destruction decisions.
+"""The DS-key queries of the signing service, rollover and destruction decisions (and the
+IS-key queries of the destruction job).
 
 Written against the store's models (SQLAlchemy Core/ORM) so that the store stays the only
 code that writes SQL shapes; every state change here is a compare-and-set ``UPDATE … WHERE``
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from icao_pki.policy import DocumentType, Role
@@ -198,6 +199,73 @@ def successors_of(tx: StoreTx, key: Key) -> Sequence[Key]:
             Key.document_type == key.document_type,
             Key.id != key.id,
             or_(Key.state == KeyState.GENERATED, later),
+        )
+        .order_by(Key.id)
+    ).all()
+
+
+# --- IS keys held for IS operators (issue 5: destroyed once superseded) -----------------------
+
+
+def cv_day_start(now: datetime) -> datetime:
+    """The start of `now`'s day (UTC): a CV validity is over only if it ended before it, since a
+    CV expiration date is valid through the whole day."""
+    return datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
+
+
+def superseded_is_keys(tx: StoreTx, now: datetime) -> Sequence[tuple[Key, Certificate]]:
+    """Active IS keys of this HSM whose certificate has expired while a newer IS certificate of
+    the same holder and document type is active, each with that newer certificate.
+
+    "Expired" in whole days: a CV expiration date is valid through the whole day, and the
+    key's usage window ends with it (``usage_not_after`` = the day's end), so the key is due
+    only from the next day's start.  Without a newer certificate the key stays: nothing
+    replaces it yet, and retiring it would hide that from whoever looks at the keys."""
+    today = cv_day_start(now)
+    newer = select(Certificate).where(
+        Certificate.role == Role.IS, Certificate.organisation_id == Key.organisation_id,
+        Certificate.document_type == Key.document_type, Certificate.status == CertificateStatus.ACTIVE,
+        Certificate.not_before <= now, Certificate.not_after >= now,
+        or_(Certificate.key_id.is_(None), Certificate.key_id != Key.id),
+    )  # fmt: skip
+    keys = tx.session.scalars(
+        select(Key)
+        .where(
+            Key.role == Role.IS, Key.state == KeyState.ACTIVE, Key.usage_not_after.is_not(None),
+            Key.usage_not_after < today, exists(newer.with_only_columns(Certificate.id)),
+        )
+        .order_by(Key.id)
+    ).all()  # fmt: skip
+    out = []
+    for key in keys:
+        successor = tx.session.scalars(
+            newer.where(Key.id == key.id).order_by(Certificate.not_before.desc(), Certificate.id.desc()).limit(1)
+        ).first()
+        if successor is not None:
+            out.append((key, successor))
+    return out
+
+
+def retire_if_superseded(tx: StoreTx, key_id: int, today: datetime) -> bool:
+    """ACTIVE → RETIRED for an IS key whose window ended before `today` (a day's start); CAS."""
+    result = tx.session.execute(
+        update(Key)
+        .where(Key.id == key_id, Key.role == Role.IS, Key.state == KeyState.ACTIVE, Key.usage_not_after < today)
+        .values(state=KeyState.RETIRED)
+    )
+    return result.rowcount == 1
+
+
+def destroyable_is_keys(tx: StoreTx, now: datetime) -> Sequence[Key]:
+    """Retired IS keys whose window is over (whole days): superseded, or retired otherwise
+    (e.g. their certificate was revoked).  Their certificates stay."""
+    today = cv_day_start(now)
+    return tx.session.scalars(
+        select(Key)
+        .where(
+            Key.role == Role.IS,
+            Key.state == KeyState.RETIRED,
+            or_(Key.usage_not_after.is_(None), Key.usage_not_after < today),
         )
         .order_by(Key.id)
     ).all()

@@ -12,6 +12,12 @@ DS keys can no longer sign at all and that has no successor is due as well.
 `perform_rollovers` asks a `SuccessorRequester` for each due document type (one per run)
 and audits it; running it twice asks once.  `destroy_retired` removes retired keys from
 the HSM after their usage window (their certificates stay published), with an audit record.
+
+IS keys the service holds for IS operators (`POST /v1/is/keys`, renewed by
+`signing.is_renewal`) go the same way (issue 5): `retire_superseded_is_keys` retires an
+active IS key once its certificate has expired (whole days) and a newer IS certificate of
+the same holder is active; `destroy_superseded_is_keys` destroys retired IS keys after
+their window, audited, the certificate untouched.  The ``ds-key-destruction`` job runs both.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Protocol
 from sqlalchemy import select
 
 from icao_pki.clock import Clock
-from icao_pki.keystore import KeyNotFound
+from icao_pki.keystore import KeyNotFound, KeyStoreError
 from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, Role
 
 from ..store import Key, KeyState, Store, StoreTx
@@ -194,6 +200,60 @@ def destroy_retired(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[
                 details={"label": label, "outcome": outcome, "signed": row.signatures_used,
                          "reserved_unused": row.signatures_reserved},
             )  # fmt: skip
+        destroyed.append(label)
+    return destroyed
+
+
+def retire_superseded_is_keys(store: Store, clock: Clock) -> list[int]:
+    """ACTIVE IS keys whose certificate expired and whose holder has a newer active IS
+    certificate → RETIRED (CAS), audited with the certificate that superseded them."""
+    now = clock.now()
+    retired = []
+    with store.transaction() as tx:
+        for key, successor in keyq.superseded_is_keys(tx, now):
+            if keyq.retire_if_superseded(tx, key.id, keyq.cv_day_start(now)):
+                tx.append_audit(at=now, action="is_key.retired", entity_type="key", entity_id=key.id,
+                                details={"reason": "certificate expired, superseded", "label": key.hsm_label,
+                                         "usage_not_after": key.usage_not_after.isoformat()
+                                         if key.usage_not_after else None,
+                                         "superseded_by": successor.chr, "superseded_by_certificate_id": successor.id},
+                                actor_organisation_id=key.organisation_id)  # fmt: skip
+                retired.append(key.id)
+    return retired
+
+
+def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[str]:
+    """Destroy retired IS keys after their window; their certificates stay.  Idempotent: a
+    destroyed key is DESTROYED in the database, so a second run finds nothing; a key already
+    gone from the HSM (a crash between the HSM and the database) is recorded, not an error."""
+    retire_superseded_is_keys(store, clock)
+    now = clock.now()
+    with store.transaction() as tx:
+        due = [(k.id, k.hsm_label, k.organisation_id) for k in keyq.destroyable_is_keys(tx, now)]
+    destroyed = []
+    for key_id, label, holder in due:
+        now = clock.now()
+        spki_sha256 = None
+        try:
+            record = keystore.destroy(label, reason="IS key retired: certificate expired and superseded (issue 5)")
+            outcome = "destroyed"
+            if isinstance(record, dict):
+                spki_sha256 = record.get("spki_sha256")
+        except KeyNotFound:
+            outcome = "already absent from the HSM"
+        except KeyStoreError as exc:  # the HSM refused: keep the row retired, try again next run
+            with store.transaction() as tx:
+                tx.append_audit(at=now, action="is_key.destruction_failed", entity_type="key", entity_id=key_id,
+                                details={"label": label, "error": f"{type(exc).__name__}: {exc}"},
+                                actor_organisation_id=holder)
+            continue
+        with store.transaction() as tx:
+            certificates = [c.chr for c in tx.certificates(role=Role.IS, organisation_id=holder) if c.key_id == key_id]
+            tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
+            tx.append_audit(at=now, action="is_key.destroyed", entity_type="key", entity_id=key_id,
+                            details={"label": label, "outcome": outcome, "spki_sha256": spki_sha256,
+                                     "certificates": certificates},
+                            actor_organisation_id=holder)  # fmt: skip
         destroyed.append(label)
     return destroyed
 
