@@ -28,6 +28,8 @@ from schedules import decisions
 from schedules.actors import FlowRenewals
 from schedules.jobs import JOBS, JobContext
 from tests.flows.pki import PkiWorld, b64, unb64
+from tests.flows.test_client_cli import Cli
+from tests.flows.test_client_cli import client_cli as client_cli  # the `icao-pki client` fixture
 
 pytestmark = pytest.mark.hsm
 
@@ -374,3 +376,20 @@ def test_is_key_type_is_the_chains(pki_sqlite: PkiWorld) -> None:
     with pki.world.store.transaction() as tx:
         assert tx.key(key["key_id"]).algorithm == _curve(pki).name
         assert tx.key(key["key_id"]).document_type is DocumentType.PASSPORT
+
+
+# --- client and command line ------------------------------------------------------------------
+
+
+def test_cli_is_key_request_issues_a_key_held_here(client_cli: Cli) -> None:
+    c, pki = client_cli, client_cli.pki
+    submitted = c.run("is_operator", "is-key-request", "--document-type", "passport", signing=True)
+    assert submitted["request_type"] == "is_certificate" and submitted["state"] == "submitted"
+    request = parse_request(unb64(submitted["payload"]["cv_request"]))
+    assert isinstance(request, CvRequest) and request.car == pki.ceremonies["passport_dvca"]["chr"]
+    result = c.countersign_and_act(submitted["id"])
+    row = _key(pki, result["key_id"])
+    assert row.state is KeyState.ACTIVE and row.hsm_label == result["hsm_label"]
+    assert result["chr"] == request.chr
+    refused = c.run("coyeu", "is-key-request", "--document-type", "passport", signing=True, code=2)
+    assert "403" in refused.stderr and "may not call POST /v1/is/keys" in refused.stderr
