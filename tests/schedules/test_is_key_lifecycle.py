@@ -9,6 +9,7 @@ it active and linked to its certificate; `HsmIsRenewal` renews it with the fake 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,9 @@ from lifecycle_api.store import AuditEntry, Certificate, HsmOperation, HsmOperat
 from schedules import decisions
 from schedules.actors import FlowRenewals
 from schedules.jobs import JOBS, JobContext
-from tests.flows.pki import PkiWorld, b64, unb64
+from tests.api.world import close_world
+from tests.flows.conftest import pki_pg_template  # noqa: F401  (the PostgreSQL world's template)
+from tests.flows.pki import PkiWorld, b64, clone_pki_world, unb64
 from tests.flows.test_client_cli import Cli
 from tests.flows.test_client_cli import client_cli as client_cli  # the `icao-pki client` fixture
 
@@ -37,6 +40,18 @@ DESTRUCTION = "ds-key-destruction"
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_pki(request: pytest.FixtureRequest) -> Iterator[PkiWorld]:
+    """The PKI world on SQLite and on PostgreSQL (the destruction queries are correlated SQL)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("pki_sqlite")
+        return
+    template, name = request.getfixturevalue("pki_pg_template")
+    world = clone_pki_world(template, request.getfixturevalue("pg").create_database(template=name))
+    yield world
+    close_world(world.world)
 
 
 def _provision(pki: PkiWorld, party: str = "is_operator", **body: Any) -> dict[str, Any]:
@@ -106,8 +121,8 @@ def _audit(pki: PkiWorld, key_id: int) -> list[AuditEntry]:
 # --- provisioning -----------------------------------------------------------------------------
 
 
-def test_is_key_provisioned_issued_renewed_then_destroyed_after_expiry(pki_sqlite: PkiWorld) -> None:
-    pki, world = pki_sqlite, pki_sqlite.world
+def test_is_key_provisioned_issued_renewed_then_destroyed_after_expiry(any_pki: PkiWorld) -> None:
+    pki, world = any_pki, any_pki.world
     holder = world["is_operator"].organisation_id
     dv_chr = pki.ceremonies["passport_dvca"]["chr"]
     key = _provision(pki)
