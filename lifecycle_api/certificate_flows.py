@@ -56,7 +56,7 @@ from .authority import CaKey, GeneratedKey, Signed
 from .ceremonies import crl_url, dv_chr
 from .csr import build_csr, parse_and_verify_csr
 from .deadlines import DeadlineRule
-from .errors import Conflict, Forbidden, InternalFailure, InvalidInput, NotFound
+from .errors import Conflict, Forbidden, InternalFailure, InvalidInput, NotFound, ServiceUnavailable
 from .handlers import ActContext, HandlerRegistry, PrepareContext, RequestHandler
 from .hierarchy import (
     authority_of,
@@ -502,7 +502,7 @@ def _is_key_spec(trust_curve: Any, dv: Any) -> str:
     else:
         spec = f"rsa{dv.public_key.bits}"
     if spec not in KEY_SPECS:
-        raise NotFound(f"the DV chain uses {spec}, which this HSM cannot generate", spec=spec)
+        raise ServiceUnavailable(f"the DV chain uses {spec}, which this key store cannot generate", spec=spec)
     return spec
 
 

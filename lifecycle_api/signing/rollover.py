@@ -22,6 +22,7 @@ their window, audited, the certificate untouched.  The ``ds-key-destruction`` jo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,8 @@ from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, Role
 
 from ..store import Key, KeyState, Store, StoreTx
 from . import keys as keyq
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -216,8 +219,8 @@ def retire_superseded_is_keys(store: Store, clock: Clock) -> list[int]:
                                 details={"reason": "certificate expired, superseded", "label": key.hsm_label,
                                          "usage_not_after": key.usage_not_after.isoformat()
                                          if key.usage_not_after else None,
-                                         "superseded_by": successor.chr, "superseded_by_certificate_id": successor.id},
-                                actor_organisation_id=key.organisation_id)  # fmt: skip
+                                         "superseded_by": successor.chr, "superseded_by_certificate_id": successor.id,
+                                         "holder_organisation_id": key.organisation_id})  # fmt: skip
                 retired.append(key.id)
     return retired
 
@@ -235,25 +238,21 @@ def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Cloc
         now = clock.now()
         spki_sha256 = None
         try:
-            record = keystore.destroy(label, reason="IS key retired: certificate expired and superseded (issue 5)")
+            record = keystore.destroy(label, reason="IS key retired, its certificate's validity over (issue 5)")
             outcome = "destroyed"
             if isinstance(record, dict):
                 spki_sha256 = record.get("spki_sha256")
         except KeyNotFound:
             outcome = "already absent from the HSM"
-        except KeyStoreError as exc:  # the HSM refused: keep the row retired, try again next run
-            with store.transaction() as tx:
-                tx.append_audit(at=now, action="is_key.destruction_failed", entity_type="key", entity_id=key_id,
-                                details={"label": label, "error": f"{type(exc).__name__}: {exc}"},
-                                actor_organisation_id=holder)
+        except KeyStoreError as exc:  # the HSM refused: the row stays retired, the next run tries again
+            log.warning("IS key %s (key %s) could not be destroyed: %s: %s", label, key_id, type(exc).__name__, exc)
             continue
         with store.transaction() as tx:
             certificates = [c.chr for c in tx.certificates(role=Role.IS, organisation_id=holder) if c.key_id == key_id]
             tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
             tx.append_audit(at=now, action="is_key.destroyed", entity_type="key", entity_id=key_id,
                             details={"label": label, "outcome": outcome, "spki_sha256": spki_sha256,
-                                     "certificates": certificates},
-                            actor_organisation_id=holder)  # fmt: skip
+                                     "certificates": certificates, "holder_organisation_id": holder})  # fmt: skip
         destroyed.append(label)
     return destroyed
 

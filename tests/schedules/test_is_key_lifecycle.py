@@ -241,6 +241,28 @@ def test_is_key_already_gone_from_the_hsm_is_recorded(pki_sqlite: PkiWorld) -> N
     assert _destruction(pki) == []
 
 
+def test_is_key_of_a_revoked_certificate_is_retired_and_destroyed_after_its_window(pki_sqlite: PkiWorld) -> None:
+    """"Otherwise retired": the holder revokes its IS certificate (Art. 17), the key retires with
+    it and leaves the HSM once the certificate's validity is over, no successor needed."""
+    pki, world = pki_sqlite, pki_sqlite.world
+    key = _provision(pki)
+    result = _issue(pki, key["cv_request"])
+    body = pki.flow("is_operator", "revocation", None,
+                    {"certificate_id": result["certificate_id"], "reason": "key-device-lost"})
+    assert body["state"] == "completed", body
+    assert _key(pki, key["key_id"]).state is KeyState.RETIRED
+    with world.store.transaction() as tx:
+        not_after = tx.certificate(result["certificate_id"]).not_after
+    world.clock.set(not_after)
+    assert _destruction(pki) == []
+    pki.keystore.signer(key["hsm_label"])
+    world.clock.set(not_after + timedelta(seconds=1))
+    assert _destruction(pki) == [key["hsm_label"]]
+    assert _key(pki, key["key_id"]).state is KeyState.DESTROYED
+    assert [e.action for e in _audit(pki, key["key_id"])][-1] == "is_key.destroyed"
+    assert _destruction(pki) == []
+
+
 def test_is_keys_provisioned_twice_get_distinct_chrs(pki_sqlite: PkiWorld) -> None:
     pki = pki_sqlite
     one, two = _provision(pki), _provision(pki)
