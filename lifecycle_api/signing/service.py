@@ -354,6 +354,8 @@ class DsSigningService:
                         parts.append((template_id, lease.signer.sign(attrs[offset], self.hash_algorithm,
                                                                      self.rsa_padding)))
                         metas.append((lease, signing_time))
+                        if offset % 16 == 15:
+                            worker.poll()  # take the worker's answers so it never waits on us
                 finally:
                     if parts:  # what was signed is verified and handed out, even if the chunk stopped
                         worker.finish(chunk_id, parts)

@@ -14,8 +14,14 @@ The guarantee is the inline path's: a SOD leaves only once its signature has bee
 The worker is a fresh interpreter (no inherited PKCS#11 session or database connection; it
 holds no key, only the certificates of the templates it was given).  If it dies, hangs or
 answers out of order, the batch fails closed (`WorkerUnavailable`) and the next batch starts
-a new one.  Replies are drained by a reader thread, so neither side can block the other on a
-full socket buffer.
+a new one.
+
+No threads on the service's side: python-pkcs11 keeps the GIL through C_Sign, so a reader
+thread would get it only at the interpreter's switch interval (5 ms) and the worker would stall
+on a full socket while the service stalls on its next send.  The service's socket is
+non-blocking instead: every send drains what the worker has answered when it cannot write, and
+the signing loop drains between signatures (`poll`), so neither side can block the other.
+Messages are length-prefixed pickles.
 
 Protocol (pickled tuples over a socket pair, in order):
 
@@ -31,20 +37,38 @@ Protocol (pickled tuples over a socket pair, in order):
 
 from __future__ import annotations
 
-import queue
+import pickle
+import select
 import socket
+import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
 from typing import Any
 
 #: how long the service waits for one answer before it gives the worker up
 ANSWER_TIMEOUT = 60.0
+#: socket buffers: a chunk's answer (64 SODs) is ~130 kB, a chunk of data groups can be megabytes
+_BUFFER = 4 << 20
+_HEADER = struct.Struct("!I")
+
+
+def _frame(message: Any) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = sock.recv(size - len(buffer))
+        if not chunk:
+            raise EOFError("the service closed the connection")
+        buffer += chunk
+    return bytes(buffer)
 
 
 class WorkerUnavailable(Exception):
@@ -54,7 +78,7 @@ class WorkerUnavailable(Exception):
 PrepItem = tuple[Any, Any, Any]  # (data_groups | None, dg_hashes | None, lds_version | None)
 
 
-def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker process
+def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worker process
     from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached
     from icao_pki.signature import plain_to_der
     from icao_pki.signer import HashAlgorithm
@@ -66,9 +90,13 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker p
     templates: dict[int, tuple[SodTemplate, Callable[[bytes, bytes], None], bool]] = {}
     builder: SodTemplate | None = None
     pending: dict[int, tuple[list[bytes], list[bytes], datetime]] = {}
+    def send(message: Any) -> None:
+        sock.sendall(_frame(message))
+
     while True:
         try:
-            message = conn.recv()
+            (size,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
+            message = pickle.loads(_recv_exactly(sock, size))
         except (EOFError, OSError):
             return
         if message is None:
@@ -78,7 +106,7 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker p
             _, template_id, reference, certificate, hash_name, ec = message
             template = SodTemplate.from_reference(reference, HashAlgorithm(hash_name))
             if template is None:
-                conn.send(("error", template_id, "the template could not be cut from its reference SOD"))
+                send(("error", template_id, "the template could not be cut from its reference SOD"))
                 continue
             key = certificate_public_key(load_certificate_cached(certificate))
             templates[template_id] = (template, signature_checker(key, template.signature_algorithm), ec)
@@ -95,10 +123,10 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker p
                     econtents.append(econtent)
                     attrs.append(builder.signed_attributes(econtent, signing_time))
             except Exception as exc:  # the service checked the input: this is a defect, fail closed
-                conn.send(("prepped", chunk, None, f"{type(exc).__name__}: {exc}"))
+                send(("prepped", chunk, None, f"{type(exc).__name__}: {exc}"))
                 continue
             pending[chunk] = (econtents, attrs, signing_time)
-            conn.send(("prepped", chunk, attrs, None))
+            send(("prepped", chunk, attrs, None))
         elif kind == "finish":
             _, chunk, parts = message
             econtents, attrs, signing_time = pending.pop(chunk)
@@ -116,13 +144,15 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker p
                     failure = (index, str(exc))
                     break
                 sods.append(template.assemble(econtents[index], signing_time, signature, attrs[index]))
-            conn.send(("finished", chunk, sods, failure))
+            send(("finished", chunk, sods, failure))
         elif kind == "drop":
             pending.pop(message[1], None)
 
 
 def serve_fd(fd: int) -> None:  # pragma: no cover - the worker process's entry point
-    _serve(Connection(fd))
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(True)
+    _serve(sock)
 
 
 @dataclass
@@ -131,16 +161,15 @@ class SodWorker:
 
     answer_timeout: float = ANSWER_TIMEOUT
     _process: Any = field(default=None, init=False, repr=False)
-    _conn: Connection | None = field(default=None, init=False, repr=False)
-    _answers: queue.Queue[Any] = field(default_factory=queue.Queue, init=False, repr=False)
+    _sock: socket.socket | None = field(default=None, init=False, repr=False)
+    _inbox: bytearray = field(default_factory=bytearray, init=False, repr=False)
     _early: dict[tuple[str, int], Any] = field(default_factory=dict, init=False, repr=False)
     _templates: dict[int, int] = field(default_factory=dict, init=False, repr=False)
     _next_chunk: int = field(default=0, init=False, repr=False)
-    _reader: threading.Thread | None = field(default=None, init=False, repr=False)
 
     @property
     def alive(self) -> bool:
-        return self._conn is not None and self._process is not None and self._process.poll() is None
+        return self._sock is not None and self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
         """A fresh worker unless the current one is alive (a new one knows no template)."""
@@ -148,6 +177,9 @@ class SodWorker:
             return
         self.close()
         ours, theirs = socket.socketpair()
+        for end in (ours, theirs):
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
         # a fresh interpreter (not multiprocessing's spawn, which re-imports __main__):
         # nothing of this process — PKCS#11 session, database connections — is inherited
         self._process = subprocess.Popen(
@@ -155,11 +187,10 @@ class SodWorker:
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
         )  # fmt: skip
         theirs.close()
-        self._conn = conn = Connection(ours.detach())
-        self._answers = answers = queue.Queue()
+        ours.setblocking(False)
+        self._sock = ours
+        self._inbox = bytearray()
         self._early, self._templates = {}, {}
-        self._reader = threading.Thread(target=_drain, args=(conn, answers), daemon=True, name="sod-worker-reader")
-        self._reader.start()
 
     def knows(self, template_key: int) -> int | None:
         return self._templates.get(template_key)
@@ -195,60 +226,90 @@ class SodWorker:
         if self.alive:
             self._send(("drop", chunk))
 
+    def poll(self) -> None:
+        """Take in whatever the worker has answered, without waiting (call it between signatures)."""
+        if self._sock is not None:
+            self._pump(0.0)
+
     def _send(self, message: Any) -> None:
+        if self._sock is None:
+            raise WorkerUnavailable("SOD worker not started")
+        data = memoryview(_frame(message))
+        deadline = time.monotonic() + self.answer_timeout
         try:
-            assert self._conn is not None, "SOD worker not started"
-            self._conn.send(message)
-        except (OSError, ValueError, AssertionError) as exc:
+            while data:
+                try:
+                    data = data[self._sock.send(data):]
+                except BlockingIOError:
+                    # the worker is not reading, perhaps because it waits to write an answer
+                    # we have not taken yet: take it, then wait until we may write again
+                    if time.monotonic() >= deadline or not self.alive:
+                        raise WorkerUnavailable("SOD worker does not read") from None
+                    self._pump(1.0, want_write=True)
+        except OSError as exc:
             self.close()
             raise WorkerUnavailable(f"SOD worker unavailable: {exc}") from None
+
+    def _pump(self, timeout: float, *, want_write: bool = False) -> None:
+        """Wait up to `timeout` for the socket; read every complete answer into `_early`."""
+        sock = self._sock
+        assert sock is not None
+        readable, _, _ = select.select([sock], [sock] if want_write else [], [], timeout)
+        if not readable:
+            return
+        try:
+            while True:
+                data = sock.recv(_BUFFER)
+                if not data:
+                    raise EOFError("the worker closed the connection")
+                self._inbox += data
+                if len(data) < _BUFFER:
+                    break
+        except BlockingIOError:
+            pass
+        except (OSError, EOFError) as exc:
+            self.close()
+            raise WorkerUnavailable(f"SOD worker failed: {exc}") from None
+        inbox = self._inbox
+        while len(inbox) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(inbox)
+            if len(inbox) < _HEADER.size + size:
+                break
+            message = pickle.loads(inbox[_HEADER.size:_HEADER.size + size])
+            del inbox[:_HEADER.size + size]
+            if not isinstance(message, tuple) or message[0] not in ("prepped", "finished"):
+                self.close()
+                why = message[-1] if isinstance(message, tuple) else message
+                raise WorkerUnavailable(f"SOD worker failed: {why!r}")
+            self._early[(message[0], message[1])] = message[2:]
 
     def _await(self, kind: str, chunk: int) -> Any:
         """The answer of that kind for that chunk; answers to other chunks are kept for later."""
         deadline = time.monotonic() + self.answer_timeout
         while (kind, chunk) not in self._early:
-            try:
-                message = self._answers.get(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
-            except queue.Empty:
-                if time.monotonic() >= deadline or not self.alive:
-                    self.close()
-                    raise WorkerUnavailable("SOD worker did not answer") from None
-                continue
-            if message is None or message[0] == "error" or message[0] not in ("prepped", "finished"):
+            if self._sock is None:
+                raise WorkerUnavailable("SOD worker not started")
+            if time.monotonic() >= deadline or not self.alive:
                 self.close()
-                why = "connection lost" if message is None else repr(message[-1])
-                raise WorkerUnavailable(f"SOD worker failed: {why}")
-            self._early[(message[0], message[1])] = message[2:]
+                raise WorkerUnavailable("SOD worker did not answer")
+            self._pump(min(1.0, max(0.0, deadline - time.monotonic())))
         return self._early.pop((kind, chunk))
 
     def close(self) -> None:
-        """Stop the worker.  The socket is closed only after the reader thread has seen the end
-        of it: closing under a blocked read could let that thread read from a later socket
-        that reuses the descriptor number."""
-        conn, process, reader = self._conn, self._process, self._reader
-        self._conn = self._process = self._reader = None
-        self._early, self._templates = {}, {}
-        if conn is not None:
+        sock, process = self._sock, self._process
+        self._sock = self._process = None
+        self._early, self._templates, self._inbox = {}, {}, bytearray()
+        if sock is not None:
             try:
-                conn.send(None)
-            except (OSError, ValueError):
+                sock.setblocking(True)
+                sock.settimeout(1.0)
+                sock.sendall(_frame(None))
+            except OSError:
                 pass
+            sock.close()
         if process is not None:
             try:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-        if reader is not None:
-            reader.join(timeout=5)  # the worker's end is closed: the reader sees EOF
-        if conn is not None:
-            conn.close()
-
-
-def _drain(conn: Connection, answers: queue.Queue[Any]) -> None:
-    """Reader thread: every answer into the queue; None when the connection ends."""
-    try:
-        while True:
-            answers.put(conn.recv())
-    except (EOFError, OSError, ValueError, TypeError):
-        answers.put(None)
