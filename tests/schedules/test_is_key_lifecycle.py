@@ -8,9 +8,8 @@ it active and linked to its certificate; `HsmIsRenewal` renews it with the fake 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,16 +22,15 @@ from icao_pki.keystore import KeyInactive, KeyStoreError
 from icao_pki.policy import DocumentType, Role
 from icao_pki.signature import load_spki
 from lifecycle_api import certificate_flows
-from lifecycle_api.signing.is_renewal import HsmIsRenewal
 from lifecycle_api.store import AuditEntry, Certificate, HsmOperation, HsmOperationState, Key, KeyState
 from schedules import decisions
-from schedules.actors import FlowRenewals
 from schedules.jobs import JOBS, JobContext
 from tests.api.world import close_world
 from tests.flows.conftest import pki_pg_template  # noqa: F401  (the PostgreSQL world's template)
 from tests.flows.pki import PkiWorld, b64, clone_pki_world, unb64
 from tests.flows.test_client_cli import Cli
 from tests.flows.test_client_cli import client_cli as client_cli  # the `icao-pki client` fixture
+from tests.schedules.support import hsm_is_renewals
 
 pytestmark = pytest.mark.hsm
 
@@ -85,23 +83,6 @@ def _key(pki: PkiWorld, key_id: int) -> Key:
 
 def _active_labels(pki: PkiWorld) -> set[str]:
     return {k.label for k in pki.keystore.list_keys() if k.state == "active"}
-
-
-def _renewals(pki: PkiWorld) -> FlowRenewals:
-    world = pki.world
-    services = world.client.app.state.services
-    org = world["is_operator"].organisation_id
-    with world.store.transaction() as tx:
-        operator = tx.operators(org)[0].id
-        provider_op = tx.operators(world["provider"].organisation_id)[0].id
-
-    def sign(organisation_id: int, content: bytes, when: datetime) -> bytes:
-        assert organisation_id == org
-        return base64.b64decode(world.sign("is_operator", content, at=when))
-
-    return FlowRenewals(services, provider_op,
-                        is_renewal=HsmIsRenewal(services, services.authority, operator_ids={org: operator},
-                                                sign_document=sign))
 
 
 def _destruction(pki: PkiWorld) -> list[Any]:
@@ -163,7 +144,7 @@ def test_is_key_provisioned_issued_renewed_then_destroyed_after_expiry(any_pki: 
     # HsmIsRenewal renews it (outer signature by this key) five days before expiry
     world.clock.set(first_not_after - timedelta(days=5))
     world.import_crls()
-    [(due, reference)] = decisions.run_renewals(world.store, world.clock, Role.IS, _renewals(pki))
+    [(due, reference)] = decisions.run_renewals(world.store, world.clock, Role.IS, hsm_is_renewals(pki))
     assert due.certificate_id == result["certificate_id"] and reference.startswith("request:")
     request_id = reference.split(":", 1)[1]
     body = world.client.get(f"/v1/requests/{request_id}", headers=world["coyeu"].headers).json()

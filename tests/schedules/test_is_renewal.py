@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -13,11 +12,10 @@ from cvc.certificate import AuthenticatedRequest, parse_request
 from cvc.certificate import parse_certificate as parse_cv
 from cvc.validation import verify_chain_at
 from icao_pki.policy import DocumentType, Role
-from lifecycle_api.signing.is_renewal import HsmIsRenewal
 from lifecycle_api.store import Certificate, HsmOperation, HsmOperationState, Key, KeyState
 from schedules import decisions
-from schedules.actors import FlowRenewals
 from tests.flows.pki import PkiWorld, b64, unb64
+from tests.schedules.support import hsm_is_renewals
 
 pytestmark = pytest.mark.hsm
 
@@ -42,22 +40,6 @@ def _issue_is(pki: PkiWorld, *, in_hsm: bool, seq: int) -> tuple[int, str, str]:
     return int(result["certificate_id"]), chr, label
 
 
-def _renewals(pki: PkiWorld) -> FlowRenewals:
-    world = pki.world
-    services = world.client.app.state.services
-    org = world["is_operator"].organisation_id
-    with world.store.transaction() as tx:
-        operator = tx.operators(org)[0].id
-        provider_op = tx.operators(world["provider"].organisation_id)[0].id
-
-    def sign(organisation_id: int, content: bytes, when: datetime) -> bytes:
-        assert organisation_id == org
-        return base64.b64decode(world.sign("is_operator", content, at=when))
-
-    renewal = HsmIsRenewal(services, services.authority, operator_ids={org: operator}, sign_document=sign)
-    return FlowRenewals(services, provider_op, is_renewal=renewal)
-
-
 def test_is_renewal_is_requested_authenticated_by_the_current_key_and_completes(
         pki_sqlite: PkiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     from lifecycle_api.signing import is_renewal
@@ -76,7 +58,7 @@ def test_is_renewal_is_requested_authenticated_by_the_current_key_and_completes(
         not_after = tx.certificate(cert_id).not_after
     world.clock.set(not_after - timedelta(days=5))
     world.import_crls()  # the organisations' CRLs of that day (signed documents are checked against them)
-    renewals = _renewals(pki)
+    renewals = hsm_is_renewals(pki)
     [(due, reference)] = decisions.run_renewals(world.store, world.clock, Role.IS, renewals)
     assert due.certificate_id == cert_id and reference.startswith("request:")
     assert decisions.run_renewals(world.store, world.clock, Role.IS, renewals)[0][1] == reference  # once
@@ -117,7 +99,7 @@ def test_is_key_not_held_here_is_only_noticed(pki_sqlite: PkiWorld) -> None:
         not_after = tx.certificate(cert_id).not_after
     world.clock.set(not_after - timedelta(days=5))
     world.import_crls()  # the organisations' CRLs of that day (signed documents are checked against them)
-    [(due, reference)] = decisions.run_renewals(world.store, world.clock, Role.IS, _renewals(pki))
+    [(due, reference)] = decisions.run_renewals(world.store, world.clock, Role.IS, hsm_is_renewals(pki))
     assert due.certificate_id == cert_id and reference == "noticed"
     with world.store.transaction() as tx:
         assert tx.session.scalars(select(Key).where(Key.role == Role.IS)).all() == []  # no key generated

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -24,6 +25,20 @@ def _csca(pki: PkiWorld) -> bytes:
     cid = pki.ceremonies["passport_csca"]["certificate_id"]
     r = pki.client.get(f"/v1/certificates/{cid}", headers=pki.headers("provider"))
     return unb64(r.json()["der"])
+
+
+def _first_key_signed(pki: PkiWorld) -> tuple[dict[str, Any], Any, Any]:
+    """A passport DS key issued through the flow that has made one SOD (the rollover is due
+    with EARLY); the key, the app's services and policy."""
+    world = pki.world
+    key = pki.ds_key()
+    pki.flow("agency", "ds_certificate", "passport", {"hsm_label": key["hsm_label"], "csr": key["csr"]})
+    services = world.client.app.state.services
+    policy = services.settings.policy
+    service = DsSigningService(world.store, pki.keystore, world.clock, policy, block_size=4)
+    service.sign_sod("passport", data_groups(1))
+    service.close()
+    return key, services, policy
 
 
 def test_rollover_asks_the_successor_through_the_flow(pki_sqlite: PkiWorld) -> None:
@@ -79,13 +94,7 @@ def test_crash_between_successor_key_and_request_is_resumed_through_the_flow(
     from lifecycle_api.store import HsmOperation, HsmOperationState, Key, Request
 
     pki, world = pki_sqlite, pki_sqlite.world
-    key = pki.ds_key()
-    pki.flow("agency", "ds_certificate", "passport", {"hsm_label": key["hsm_label"], "csr": key["csr"]})
-    services = world.client.app.state.services
-    policy = services.settings.policy
-    service = DsSigningService(world.store, pki.keystore, world.clock, policy, block_size=4)
-    service.sign_sod("passport", data_groups(1))
-    service.close()
+    key, services, policy = _first_key_signed(pki)
     with world.store.transaction() as tx:
         operator_id = tx.session.scalars(
             select(Operator.id).where(Operator.organisation_id == world["agency"].organisation_id)
@@ -153,13 +162,7 @@ def test_stalled_successor_without_agency_signature_notifies_once_per_interval(p
     from lifecycle_api.store import HsmOperation, Key
 
     pki, world = pki_sqlite, pki_sqlite.world
-    key = pki.ds_key()
-    pki.flow("agency", "ds_certificate", "passport", {"hsm_label": key["hsm_label"], "csr": key["csr"]})
-    services = world.client.app.state.services
-    policy = services.settings.policy
-    service = DsSigningService(world.store, pki.keystore, world.clock, policy, block_size=4)
-    service.sign_sod("passport", data_groups(1))
-    service.close()
+    key, services, policy = _first_key_signed(pki)
     agency = world["agency"].organisation_id
     with world.store.transaction() as tx:
         operator_id = tx.session.scalars(select(Operator.id).where(Operator.organisation_id == agency)).first()
