@@ -1,9 +1,12 @@
 """`icao-pki simulate`: years of DS signing, rollovers, renewals and CRLs on a fake clock.
 
-Runs the real signing service and schedules (`schedules.simulation`) against a throwaway
-SoftHSM2 token and SQLite database in a temporary folder, prints the timeline and a final
-line stating whether any limit was exceeded and whether signing ever stopped.  Exit 0 when
-neither happened, 1 otherwise.
+Runs the real signing service, schedules and request flow (`schedules.simulation`) against a
+throwaway SoftHSM2 token and SQLite database in a temporary folder: every DS key is asked for
+by the Agency in a signed ``ds_certificate`` request, countersigned by its Cơ yếu unit and
+issued by the Provider, as in a deployment.  Prints the timeline (each DS rollover with its
+request and the request's state) and a final line stating how many DS certificates came
+through completed requests, whether any limit was exceeded and whether signing ever stopped.
+Exit 0 when neither happened, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ QUIET_KINDS = {"crl", "expiry"}  # summarised per month instead of one line each
 
 
 def simulate(
-    years: int = typer.Option(2, "--years", min=1, max=30, help="Simulated years."),
+    years: int = typer.Option(2, "--years", min=1,
+                              help="Simulated years, at most 9 (the simulated government CA's sub-CA lives 10)."),
     sods_per_day: int = typer.Option(420, "--sods-per-day", min=0, help="SODs the personalisation line signs per day."),
     json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
 ) -> None:
-    """Simulate DS signing with forced rollovers, IS/DV renewals, CA checks and CRLs on a fake clock."""
+    """Simulate DS signing with forced rollovers, IS/DV renewals, CA checks and CRLs on a fake clock.
+
+    Every DS key comes through the Agency → Cơ yếu → Provider request flow; the report checks each one.
+    """
     from schedules.simulation import run_simulation
 
     with reporting(KeyStoreError, PolicyError, ValueError):

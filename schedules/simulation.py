@@ -1,21 +1,36 @@
-"""The capacity-planner seed: the real signing service and schedules on a fake clock.
+"""The capacity-planner seed: the real signing service, schedules and request flow on a fake clock.
 
 `run_simulation` opens a throwaway SoftHSM2 token and SQLite database (`lifecycle_api.signing.
 sandbox`), registers a CSCA, a CVCA, a domestic DV and an IS operator with its IS
-certificate, issues the first DS key, and then lives day by day: at midnight every schedule
-runs once (`schedules.jobs.run_all`: DS rollover, destruction, IS/DV renewals, CVCA/CSCA
-checks, CRLs, expiry, …); during the day the personalisation line signs `sods_per_day` SODs
-in four batches through `DsSigningService`.  Every SOD handed out is tallied per DS key and
-time, so the report can prove afterwards — independently of the service's own counters —
-that no key signed more than its budget or outside its usage window, that every certificate
-issued respects the decree's limits, and whether signing (or IS coverage) ever stopped.
+certificate, and then lives day by day: at midnight every schedule runs once
+(`schedules.jobs.run_all`: DS rollover, destruction, IS/DV renewals, CVCA/CSCA checks, CRLs,
+expiry, …); during the day the personalisation line signs `sods_per_day` SODs in four
+batches through `DsSigningService`.  Every SOD handed out is tallied per DS key and time, so
+the report can prove afterwards — independently of the service's own counters — that no key
+signed more than its budget or outside its usage window, that every certificate issued
+respects the decree's limits, and whether signing (or IS coverage) ever stopped.
 
-Issuance here is direct (`DirectDsIssuer`, `SimCvAuthority`): the simulation measures the
-schedules and the counters, not the request flow's round trips.
+DS keys come through the request flow a deployment runs: the rollover job's successor
+requester is `lifecycle_api.signing.flow.AgencyFlowRequester` (as `schedules.runtime` wires
+it), so each DS key — the first one too, asked for by the same requester before day one — is
+generated in the HSM with its CSR, asked for in a ``ds_certificate`` request signed with the
+Agency's official-use key, countersigned automatically by its ministry's Cơ yếu unit, and
+issued by the Provider's automatic-act account (`workflow.after_countersigned`).  `SimFlow`
+sets up what that flow checks (Art. 30–32) in the throwaway world; `check_ds_requests` then
+proves from the database that every DS certificate came from a completed request for
+exactly its key.  Going through the flow costs about two seconds per simulated year, so
+there is no direct-issuance shortcut: it would also skip the checks the Provider's act makes
+(the CSCA's key must be inside its usage window, for one).
+
+CVCA, DV and IS certificates are issued directly (`SimCvAuthority`): the simulation measures
+the schedules and the counters; the CV request flows have their own tests.  Nor does it roll
+the CSCA over (that is a two-officer key ceremony; the job only records its notice), so a
+run past the CSCA key's 5-year usage window shows DS issuance, then signing, stopping.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import shutil
 import tempfile
@@ -26,11 +41,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import crl as asn1_crl
 from sqlalchemy import select
 
 from cvc.builders import build_cvca_certificate, build_dv_certificate, build_request, build_terminal_certificate
 from cvc.certificate import parse_certificate as parse_cv
-from icao_pki.certificate import parse_certificate
+from fixtures.orgpki import SUB_CA_YEARS, DemoOrgPki, build_demo_org_pki
+from icao_pki.certificate import CertificateVerifyError, parse_certificate
 from icao_pki.clock import FakeClock
 from icao_pki.keystore import KeyStore
 from icao_pki.policy import (
@@ -45,12 +62,29 @@ from icao_pki.policy import (
     cv_max_expiration,
 )
 from icao_pki.signer import HashAlgorithm
-from lifecycle_api.authority import Authority
+from lifecycle_api.app import create_app
+from lifecycle_api.certificate_flows import DS as DS_REQUEST
+from lifecycle_api.csr import parse_and_verify_csr
+from lifecycle_api.errors import InvalidInput
 from lifecycle_api.hierarchy import day_end, day_start
+from lifecycle_api.organisations import create_operator, create_organisation, register_certificate
+from lifecycle_api.services import Services
+from lifecycle_api.settings import Settings
 from lifecycle_api.signing import DsSigningService, NoSigningKey, SodInput, usage_report
 from lifecycle_api.signing.crl import HsmCrlIssuer
+from lifecycle_api.signing.flow import AgencyFlowRequester
 from lifecycle_api.signing.sandbox import Sandbox, open_sandbox
-from lifecycle_api.store import Certificate, CertificateStatus, KeyState, PartyType
+from lifecycle_api.store import (
+    AuditEntry,
+    Certificate,
+    CertificateStatus,
+    KeyState,
+    OperatorKind,
+    PartyType,
+    Request,
+    RequestState,
+    SignaturePurpose,
+)
 
 from .decisions import RenewalDue
 from .jobs import JobContext, run_all
@@ -59,10 +93,26 @@ DOC = DocumentType.PASSPORT
 CV_SPEC = "brainpoolP256r1"
 
 
+#: the simulated government CA's sub-CA (`fixtures.orgpki`) lives SUB_CA_YEARS; every official-use
+#: certificate, hence every signed request, ends with it
+MAX_YEARS = SUB_CA_YEARS - 1
+#: the Provider's service account that issues DS certificates as soon as they are countersigned
+AUTO_ACT_OPERATOR = "auto-act"
+#: the government CA's CRLs are reissued this long before their nextUpdate (its sub-CA CRL lives
+#: 7 days); an official-use certificate is renewed this long before it expires
+CRL_MARGIN = timedelta(days=1)
+ORG_CERTIFICATE_LEAD = timedelta(days=30)
+#: the Agency's DS key type in the simulation.  A deployment's passport default is brainpoolP256r1
+#: (`certificate_flows.DEFAULT_DS_SPEC`); SoftHSM2 signs (and OpenSSL verifies) P-256 about five
+#: times faster, and the schedules and counters under test do not depend on the curve
+SIM_DS_KEY_SPEC = "secp256r1"
+
+
 @dataclass(frozen=True)
 class SimEvent:
     at: datetime
-    kind: str  # ds-rollover | ds-switch | ds-destroyed | is-renewal | dv-renewal | cvca | csca | crl | expiry | refused
+    #: ds-first | ds-rollover | ds-switch | ds-destroyed | is-renewal | dv-renewal | cvca | csca | crl | expiry | refused
+    kind: str
     detail: str
 
 
@@ -137,6 +187,109 @@ class SimCvAuthority:
         return self._issue_is()
 
 
+def _next_update(crl_der: bytes) -> datetime:
+    next_update: datetime = asn1_crl.CertificateList.load(crl_der)["tbs_cert_list"]["next_update"].native
+    return next_update
+
+@dataclass
+class _OfficialUse:
+    """An organisation whose official-use key the service's HSM holds (centralised signing)."""
+
+    organisation_id: int
+    name: str
+    uid: str
+    label: str
+    not_after: datetime
+
+
+class SimFlow:
+    """What the Agency → Cơ yếu → Provider flow needs, set up in the throwaway world with the
+    helpers a deployment's administration uses (`create_app`, `create_organisation`,
+    `create_operator`, `register_certificate`, `fixtures.orgpki`):
+
+    * the government CA of official-use certificates, its root and sub-CA keys in the token,
+      trusted by the service's settings; `refresh` reissues its CRLs before they lapse (a
+      signed document is only accepted against a current CRL, Art. 31) and renews the
+      parties' certificates before they expire;
+    * the sandbox's Agency with its official-use key held centrally and a service account the
+      rollover schedule acts as (`AgencyFlowRequester`);
+    * its ministry's Cơ yếu unit, countersigning automatically with its centrally held key;
+    * the Provider's policy: ``ds_certificate`` requests are issued as soon as they are
+      countersigned, by its service account `AUTO_ACT_OPERATOR`.
+    """
+
+    def __init__(self, box: Sandbox, clock: FakeClock, policy: Policy, ds_key_spec: str | None = None) -> None:
+        self.box, self.clock = box, clock
+        now = clock.now()
+        keystore = box.keystore
+        root_label = str(keystore.next_label("orgpki", "root"))
+        root = keystore.generate_key(root_label, "secp256r1", reason="simulated government root CA")
+        sub_label = str(keystore.next_label("orgpki", "subca"))
+        sub_ca = keystore.generate_key(sub_label, "secp256r1", reason="simulated government sub-CA")
+        self.pki: DemoOrgPki = build_demo_org_pki(root, sub_ca, not_before=now - timedelta(days=1))
+        settings = Settings(
+            database_url=box.store.engine.url.render_as_string(hide_password=False), policy=policy,
+            org_pki_roots=(self.pki.root.der,), org_pki_intermediates=(self.pki.sub_ca.der,),
+            auto_act_request_types=(DS_REQUEST,), auto_act_operator=AUTO_ACT_OPERATOR,
+        )  # fmt: skip
+        self.services: Services = create_app(settings, clock, store=box.store, keyring=keystore).state.services
+        self.crl_number = 0
+        self.crls_until = now
+        self._issue_crls(now)
+        with box.store.transaction() as tx:
+            agency = tx.organisation(box.agency_id)
+            agency_name, ministry = agency.name, agency.ministry
+            coyeu = create_organisation(tx, self.services, None, name=f"Cơ yếu unit of {ministry}",
+                                        party_type=PartyType.COYEU, country="VN", ministry=ministry,
+                                        auto_countersign=True).id
+            agency_operator = create_operator(tx, self.services, None, box.agency_id, name="ds-rollover-schedule",
+                                              kind=OperatorKind.SERVICE_ACCOUNT).operator.id
+            create_operator(tx, self.services, None, box.provider_id, name=AUTO_ACT_OPERATOR,
+                            kind=OperatorKind.SERVICE_ACCOUNT)
+        self.parties = [self._official_use(box.agency_id, agency_name, "MNS:A0001", now),
+                        self._official_use(coyeu, f"Cơ yếu unit of {ministry}", "MNS:C0001", now)]
+        self.coyeu_id = coyeu
+        self.requester = AgencyFlowRequester(self.services, agency_operator, key_spec=ds_key_spec)
+
+    def _official_use(self, organisation_id: int, name: str, uid: str, now: datetime) -> _OfficialUse:
+        label = str(self.box.keystore.next_label("org", f"sim{organisation_id}"))
+        self.box.keystore.generate_key(label, "secp256r1", reason=f"official-use key of {name}")
+        party = _OfficialUse(organisation_id, name, uid, label, now)
+        self._certify(party, now)
+        return party
+
+    def _certify(self, party: _OfficialUse, now: datetime) -> None:
+        """A new official-use certificate (Art. 9.2: at most 5 years) for the party's held key."""
+        cert = self.pki.issue(self.box.keystore.signer(party.label), common_name=party.name, uid=party.uid,
+                              not_before=now - timedelta(hours=1), years=5)
+        with self.box.store.transaction() as tx:
+            row = register_certificate(tx, self.services, None, party.organisation_id, cert.der, hsm_label=party.label)
+            party.not_after = row.not_after
+
+    def _issue_crls(self, now: datetime) -> None:
+        self.crl_number += 1
+        this_update = now - timedelta(minutes=5)
+        sub_ca_crl = self.pki.sub_ca_crl(this_update=this_update, number=self.crl_number)
+        root_crl = self.pki.root_crl(this_update=this_update, number=self.crl_number)
+        with self.box.store.transaction() as tx:
+            for der in (sub_ca_crl, root_crl):
+                self.services.checker.import_crl(tx, der, now)
+        self.crls_until = min(_next_update(sub_ca_crl), _next_update(root_crl))
+
+    def refresh(self, now: datetime) -> None:
+        """The government CA's upkeep, ahead of the day's schedules."""
+        if now + CRL_MARGIN >= self.crls_until:
+            self._issue_crls(now)
+        for party in self.parties:
+            if party.not_after - now <= ORG_CERTIFICATE_LEAD:
+                self._certify(party, now)
+
+    def request_first_key(self, now: datetime) -> str:
+        """The first DS key through the same requester the rollover job uses; 0 = no predecessor,
+        as `perform_rollovers` passes when a document type has no signing key at all."""
+        return self.requester.request_successor(DOC, 0, now)
+
+
 @dataclass
 class SimulationReport:
     start: datetime
@@ -147,6 +300,8 @@ class SimulationReport:
     refused: int = 0
     events: list[SimEvent] = field(default_factory=list)
     keys: list[dict[str, Any]] = field(default_factory=list)
+    #: every DS certificate with the ds_certificate request it came from (`check_ds_requests`)
+    ds_requests: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     is_uncovered_days: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
@@ -160,28 +315,53 @@ class SimulationReport:
         return self.refused > 0
 
     def summary(self) -> str:
-        return (f"{self.signed:,} of {self.requested:,} SODs signed; limit exceeded: "
+        through = (f"{self.counts.get('ds_requests_completed', 0)} of {self.counts.get('ds_certificates', 0)} "
+                   "DS certificates through completed ds_certificate requests")
+        return (f"{self.signed:,} of {self.requested:,} SODs signed ({through}); limit exceeded: "
                 f"{'YES' if self.limit_exceeded else 'no'}; signing stopped: "
                 f"{'YES' if self.signing_stopped else 'no'}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "start": self.start.isoformat(), "end": self.end.isoformat(), "sods_per_day": self.sods_per_day,
-            "requested": self.requested, "signed": self.signed, "refused": self.refused,
-            "limit_exceeded": self.limit_exceeded, "signing_stopped": self.signing_stopped,
+            "requested": self.requested, "signed": self.signed,
+            "refused": self.refused, "limit_exceeded": self.limit_exceeded, "signing_stopped": self.signing_stopped,
             "violations": self.violations, "is_uncovered_days": self.is_uncovered_days, "counts": self.counts,
-            "keys": self.keys,
+            "keys": self.keys, "ds_requests": self.ds_requests,
             "events": [{"at": e.at.isoformat(), "kind": e.kind, "detail": e.detail} for e in self.events],
         }  # fmt: skip
 
 
-def _job_events(at: datetime, results: dict[str, Any]) -> list[SimEvent]:
+def describe_successor(box: Sandbox, reference: str) -> str:
+    """What became of a successor asked for: the request's state and, once completed, the DS key
+    and certificate it produced; why not, when the Provider's automatic act failed."""
+    with box.store.transaction() as tx:
+        if reference.startswith("key:"):  # no signed request: the Agency was notified to submit it itself
+            key = tx.key(int(reference.removeprefix("key:")))
+            return f"key {key.hsm_label} ({key.state.value}), no request"
+        req = tx.request(reference)
+        if req.state is RequestState.COMPLETED and req.result:
+            return (f"request {req.id} {req.state.value}: {req.result.get('hsm_label')} certified "
+                    f"(certificate {req.result.get('certificate_id')})")
+        why = tx.session.scalars(
+            select(AuditEntry).where(AuditEntry.entity_type == "request", AuditEntry.entity_id == req.id,
+                                     AuditEntry.action.in_(("request.auto_act_failed", "request.auto_act_skipped",
+                                                            "request.auto_countersign_skipped")))
+            .order_by(AuditEntry.seq.desc()).limit(1)
+        ).first()  # fmt: skip
+        reason = f" ({why.action}: {why.details.get('message') or why.details.get('reason')})" if why else ""
+        return f"request {req.id} {req.state.value}{reason}"
+
+
+def _job_events(at: datetime, results: dict[str, Any], describe: Callable[[str], str]) -> list[SimEvent]:
     out = []
     for action in results.get("ds-rollover-check") or []:
         due = getattr(action, "due", None)
         if due is not None:
-            out.append(SimEvent(at, "ds-rollover", f"successor {action.reference} for {due.hsm_label} ({due.reason}: "
-                                                   f"{due.used + due.reserved:,} of {due.max_signatures:,} used/reserved)"))
+            used = f"{due.used + due.reserved:,} of {due.max_signatures:,} used/reserved" \
+                if due.max_signatures is not None else "no signing key"
+            out.append(SimEvent(at, "ds-rollover", f"successor for {due.hsm_label} ({due.reason}: {used}) → "
+                                                   f"{describe(action.reference)}"))
     out += [SimEvent(at, "ds-destroyed", f"{label} destroyed in the HSM") for label in
             results.get("ds-key-destruction") or [] if isinstance(label, str)]
     for job, kind in (("is-renewals", "is-renewal"), ("dv-renewals", "dv-renewal")):
@@ -208,16 +388,21 @@ def run_simulation(
     batches_per_day: int = 4,
     progress: Callable[[datetime, int], None] | None = None,
     keystore: KeyStore | None = None,
+    ds_key_spec: str = SIM_DS_KEY_SPEC,
 ) -> SimulationReport:
-    """`keystore`: an already open key store to use instead of a throwaway token (tests)."""
+    """`keystore`: an already open key store to use instead of a throwaway token (tests).
+    `ds_key_spec`: the key type the Agency asks for (`SIM_DS_KEY_SPEC` explains the default)."""
     if years < 1 or sods_per_day < 0:
         raise ValueError("years must be ≥ 1 and sods_per_day ≥ 0")
+    if years > MAX_YEARS:
+        raise ValueError(f"years must be ≤ {MAX_YEARS}: the simulated government CA's sub-CA lives {SUB_CA_YEARS} "
+                         "years, and with it every official-use certificate that signs a request")
     own_folder = folder is None
     folder = folder or Path(tempfile.mkdtemp(prefix="icao-pki-simulate-"))
     clock = FakeClock(start)
     box = open_sandbox(clock, folder=folder, policy=policy, document_type=DOC, keystore=keystore)
     try:
-        return _simulate(box, clock, policy, years, sods_per_day, batches_per_day, progress)
+        return _simulate(box, clock, policy, years, sods_per_day, batches_per_day, progress, ds_key_spec)
     finally:
         box.store.dispose()
         if own_folder:
@@ -225,7 +410,7 @@ def run_simulation(
 
 
 def _simulate(box: Sandbox, clock: FakeClock, policy: Policy, years: int, sods_per_day: int, batches_per_day: int,
-              progress: Callable[[datetime, int], None] | None) -> SimulationReport:
+              progress: Callable[[datetime, int], None] | None, ds_key_spec: str) -> SimulationReport:
     start = clock.now()
     end = add_months(start, 12 * years)
     report = SimulationReport(start, end, sods_per_day)
@@ -233,10 +418,17 @@ def _simulate(box: Sandbox, clock: FakeClock, policy: Policy, years: int, sods_p
         is_operator = tx.add_organisation(name="IS operator", party_type=PartyType.IS_OPERATOR, country="VN",
                                           ministry="MPS", now=start).id
     cv = SimCvAuthority(box, clock, policy, is_operator)
-    box.issuer.issue(DOC)
+
+    def describe(reference: str) -> str:
+        return describe_successor(box, reference)
+
+    flow = SimFlow(box, clock, policy, ds_key_spec)
+    authority = flow.services.authority
+    assert authority is not None  # create_app builds the sign component on the key store
+    report.events.append(SimEvent(start, "ds-first", f"first DS key → {describe(flow.request_first_key(start))}"))
     service = DsSigningService(box.store, box.keystore, clock, policy, block_size=max(256, sods_per_day))
-    ctx = JobContext(store=box.store, clock=clock, policy=policy, keystore=box.keystore, successor=box.issuer,
-                     renewals=cv, crl_issuer=HsmCrlIssuer(Authority(box.store, box.keystore, clock, policy)))
+    ctx = JobContext(store=box.store, clock=clock, policy=policy, keystore=box.keystore, successor=flow.requester,
+                     renewals=cv, crl_issuer=HsmCrlIssuer(authority))
     tally: dict[str, list[Any]] = defaultdict(lambda: [0, None, None])  # label -> [count, first, last]
     current: str | None = None
     serial = 0
@@ -244,7 +436,8 @@ def _simulate(box: Sandbox, clock: FakeClock, policy: Policy, years: int, sods_p
     day = start
     while day < end:
         clock.set(day)
-        report.events += _job_events(day, run_all(ctx))
+        flow.refresh(day)
+        report.events += _job_events(day, run_all(ctx), describe)
         if not _is_covered(box, is_operator, day + timedelta(hours=12)):
             report.is_uncovered_days.append(day.date().isoformat())
         for i in range(batches_per_day):
@@ -276,6 +469,7 @@ def _simulate(box: Sandbox, clock: FakeClock, policy: Policy, years: int, sods_p
         day += timedelta(days=1)
     service.close()
     _check(box, policy, report, tally)
+    check_ds_requests(box, flow, report)
     return report
 
 
@@ -326,10 +520,77 @@ def _check(box: Sandbox, policy: Policy, report: SimulationReport, tally: dict[s
             except PolicyViolation as exc:
                 report.violations.append(f"certificate {row.id} ({row.role.value}): {exc}")
         statuses = Counter(r.status for r in rows)
+        ds_certificates = sum(1 for r in rows if r.role is Role.DS)
     kinds = Counter(e.kind for e in report.events)
     report.counts = {
-        "ds_keys": len(report.keys), "ds_rollovers": kinds["ds-rollover"], "ds_destroyed": kinds["ds-destroyed"],
+        "ds_keys": len(report.keys),
+        "ds_certificates": ds_certificates, "ds_rollovers": kinds["ds-rollover"], "ds_destroyed": kinds["ds-destroyed"],
         "is_renewals": kinds["is-renewal"], "dv_renewals": kinds["dv-renewal"], "cvca_events": kinds["cvca"],
         "csca_events": kinds["csca"], "crls": kinds["crl"], "expired_revoked": statuses[CertificateStatus.EXPIRED],
     }  # fmt: skip
 
+
+
+def check_ds_requests(box: Sandbox, flow: SimFlow, report: SimulationReport) -> None:
+    """From the database alone: every DS certificate came from a completed
+    ds_certificate request of the Agency, signed by it and countersigned by its Cơ yếu unit,
+    naming exactly the certified key, whose CSR carries the certified public key; the
+    certificate verifies under the CSCA; and no completed request lacks its certificate."""
+    csca = parse_certificate(box.csca_der)
+    with box.store.transaction() as tx:
+        certificates = tx.session.scalars(
+            select(Certificate).where(Certificate.role == Role.DS).order_by(Certificate.id)).all()
+        requests = tx.session.scalars(select(Request).where(Request.request_type == DS_REQUEST)).all()
+        for row in certificates:
+            problem = _request_problem(tx, box, flow, csca, row)
+            label = tx.key(row.key_id).hsm_label if row.key_id is not None else None
+            request = tx.session.get(Request, row.request_id) if row.request_id is not None else None
+            report.ds_requests.append({"certificate_id": row.id, "hsm_label": label, "request_id": row.request_id,
+                                       "request_state": request.state.value if request is not None else None,
+                                       "problem": problem})
+            if problem is not None:
+                report.violations.append(f"DS certificate {row.id} ({label}): {problem}")
+        states = Counter(r.state for r in requests)
+        certified = {r.request_id for r in certificates}
+        for req in requests:
+            if req.state is RequestState.COMPLETED and req.id not in certified:
+                report.violations.append(f"ds_certificate request {req.id} completed without a DS certificate")
+    report.counts["ds_requests_completed"] = states[RequestState.COMPLETED]
+    report.counts["ds_requests_open"] = sum(n for state, n in states.items() if not state.terminal)
+    report.counts["ds_requests_rejected"] = states[RequestState.REJECTED]
+
+
+def _request_problem(tx: Any, box: Sandbox, flow: SimFlow, csca: Any, row: Certificate) -> str | None:
+    if row.request_id is None:
+        return "issued without a request"
+    req = tx.session.get(Request, row.request_id)
+    if req is None or req.request_type != DS_REQUEST or req.state is not RequestState.COMPLETED:
+        return (f"its request {row.request_id} is not a completed {DS_REQUEST} request"
+                + (f" ({req.request_type}, {req.state.value})" if req is not None else ""))
+    if req.applicant_organisation_id != box.agency_id:
+        return f"request {req.id} was not made by the Agency"
+    signatures = tx.request_signatures(req.id)
+    if not any(s.purpose is SignaturePurpose.APPLICATION and s.organisation_id == box.agency_id for s in signatures):
+        return f"request {req.id} carries no application signed by the Agency"
+    if not any(s.purpose is SignaturePurpose.COUNTERSIGNATURE and s.organisation_id == flow.coyeu_id
+               for s in signatures):
+        return f"request {req.id} was not countersigned by the Cơ yếu unit"
+    if row.key_id is None:
+        return "no key row"
+    label = tx.key(row.key_id).hsm_label
+    if req.payload.get("hsm_label") != label:
+        return f"request {req.id} names key {req.payload.get('hsm_label')}, the certificate is for {label}"
+    if (req.result or {}).get("certificate_id") != row.id:
+        return f"request {req.id} resulted in certificate {(req.result or {}).get('certificate_id')}"
+    cert = parse_certificate(row.der)
+    try:
+        csr = parse_and_verify_csr(base64.b64decode(req.payload.get("csr", "")))
+    except InvalidInput as exc:
+        return f"request {req.id}'s CSR: {exc}"
+    if cert.public_key != csr.public_key:
+        return f"the certificate does not carry the public key of request {req.id}'s CSR"
+    try:
+        cert.verify_issued_by(csca)
+    except CertificateVerifyError as exc:
+        return f"not issued by the CSCA: {exc}"
+    return None

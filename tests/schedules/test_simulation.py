@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from icao_pki.clock import FakeClock
 from icao_pki.policy import DEFAULT_POLICY, DocumentType, Role
-from schedules.simulation import run_simulation
+from lifecycle_api.certificate_flows import ds_subject
+from lifecycle_api.csr import build_csr
+from lifecycle_api.signing.sandbox import open_sandbox
+from lifecycle_api.store import Request
+from schedules.simulation import SimFlow, SimulationReport, check_ds_requests, run_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.hsm
 @pytest.mark.slow
 def test_two_years_300k_sods_no_gap_no_excess(keystore) -> None:  # type: ignore[no-untyped-def]
-    report = run_simulation(2, 411, keystore=keystore)
+    report = run_simulation(2, 411, keystore=keystore)  # the default: DS keys through the request flow
     limit = DEFAULT_POLICY.limit(DocumentType.PASSPORT, Role.DS)
     assert report.requested == report.signed >= 300_000
     assert report.refused == 0 and not report.signing_stopped
@@ -35,6 +42,68 @@ def test_two_years_300k_sods_no_gap_no_excess(keystore) -> None:  # type: ignore
         assert key["reserved_unused"] == 0
     switches = [e for e in report.events if e.kind == "ds-switch"]
     assert len(switches) == len(report.keys)
+    # every DS key came through Agency → Cơ yếu → Provider: the first one and each rollover's successor
+    rollovers = [e for e in report.events if e.kind == "ds-rollover"]
+    assert report.counts["ds_requests_completed"] == len(rollovers) + 1 == len(report.keys)
+    assert report.counts["ds_certificates"] == len(report.keys)
+    assert report.counts["ds_requests_open"] == report.counts["ds_requests_rejected"] == 0
+    assert [r["problem"] for r in report.ds_requests] == [None] * len(report.keys)
+    assert {r["hsm_label"] for r in report.ds_requests} == {k["label"] for k in report.keys}
+    assert len({r["request_id"] for r in report.ds_requests}) == len(report.keys)
+    for event, entry in zip(rollovers, report.ds_requests[1:], strict=True):
+        assert f"request {entry['request_id']} completed: {entry['hsm_label']} certified" in event.detail
+
+
+def _check(box, flow, clock) -> SimulationReport:  # type: ignore[no-untyped-def]
+    report = SimulationReport(clock.now(), clock.now(), 0)
+    check_ds_requests(box, flow, report)
+    return report
+
+
+@pytest.mark.hsm
+def test_ds_certificates_that_bypass_or_mismatch_their_request_are_violations(keystore, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock(datetime(2027, 1, 4, tzinfo=UTC))
+    box = open_sandbox(clock, folder=tmp_path, keystore=keystore)
+    try:
+        flow = SimFlow(box, clock, DEFAULT_POLICY)
+        request_id = flow.request_first_key(clock.now())
+        report = _check(box, flow, clock)
+        assert report.violations == []
+        assert report.counts["ds_requests_completed"] == 1
+        [entry] = report.ds_requests
+        assert entry["request_id"] == request_id and entry["request_state"] == "completed"
+
+        # a DS key certified directly, past the Agency and its Cơ yếu unit
+        clock.advance(days=1)
+        direct_key = box.issuer.issue(DocumentType.PASSPORT)
+        report = _check(box, flow, clock)
+        [violation] = report.violations
+        assert violation.endswith("issued without a request")
+        assert report.ds_requests[1]["request_id"] is None and report.ds_requests[1]["problem"] is not None
+
+        # the request names another key than the one its certificate carries
+        with box.store.transaction() as tx:
+            req = tx.session.get(Request, request_id)
+            original = dict(req.payload)
+            direct_label = tx.key(direct_key).hsm_label
+            req.payload = {**original, "hsm_label": direct_label}
+        report = _check(box, flow, clock)
+        assert len(report.violations) == 2
+        assert f"request {request_id} names key {direct_label}" in report.violations[0]
+
+        # the request's CSR (proof of possession) is for another key than the certified one
+        other_csr = build_csr(keystore.signer(direct_label), ds_subject(DocumentType.PASSPORT, "x", "y").to_asn1())
+        with box.store.transaction() as tx:
+            tx.session.get(Request, request_id).payload = {**original, "csr": base64.b64encode(other_csr).decode()}
+        report = _check(box, flow, clock)
+        assert len(report.violations) == 2
+        assert f"does not carry the public key of request {request_id}'s CSR" in report.violations[0]
+
+        with box.store.transaction() as tx:
+            tx.session.get(Request, request_id).payload = original
+        assert len(_check(box, flow, clock).violations) == 1  # only the directly issued certificate
+    finally:
+        box.store.dispose()
 
 
 @pytest.mark.hsm
@@ -49,11 +118,18 @@ def test_cli_on_a_throwaway_token_prints_the_final_line() -> None:
     assert report["limit_exceeded"] is False and report["signing_stopped"] is False
     assert report["signed"] == 8 * 365
     kinds = {e["kind"] for e in report["events"]}
-    assert {"ds-rollover", "ds-switch", "is-renewal", "dv-renewal", "crl"} <= kinds
+    assert {"ds-first", "ds-rollover", "ds-switch", "is-renewal", "dv-renewal", "crl"} <= kinds
+    # each DS key through a request: the timeline names it, the report checked it
+    rollovers = [e for e in report["events"] if e["kind"] in ("ds-first", "ds-rollover")]
+    assert len(rollovers) == report["counts"]["ds_requests_completed"] == report["counts"]["ds_certificates"]
+    for event, entry in zip(rollovers, report["ds_requests"], strict=True):
+        assert entry["problem"] is None and entry["request_state"] == "completed"
+        assert f"request {entry['request_id']} completed: {entry['hsm_label']} certified" in event["detail"]
 
 
-def test_cli_refuses_zero_years_in_one_line() -> None:
-    result = subprocess.run([sys.executable, "-m", "icao_pki.cli_simulate", "--years", "0"], capture_output=True,
+@pytest.mark.parametrize("years", ["0", "10"])
+def test_cli_refuses_years_out_of_range_in_one_line(years: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "icao_pki.cli_simulate", "--years", years], capture_output=True,
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert result.returncode == 2
     assert "years" in result.stderr
