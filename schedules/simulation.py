@@ -36,7 +36,7 @@ import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,6 @@ from lifecycle_api.organisations import create_operator, create_organisation, re
 from lifecycle_api.services import Services
 from lifecycle_api.settings import Settings
 from lifecycle_api.signing import DsSigningService, NoSigningKey, SodInput, usage_report
-from lifecycle_api.signing.crl import HsmCrlIssuer
 from lifecycle_api.signing.flow import AgencyFlowRequester
 from lifecycle_api.signing.sandbox import Sandbox, open_sandbox
 from lifecycle_api.store import (
@@ -87,7 +86,8 @@ from lifecycle_api.store import (
 )
 
 from .decisions import RenewalDue
-from .jobs import JobContext, run_all
+from .jobs import run_all
+from .runtime import ByDocumentType, job_context
 
 DOC = DocumentType.PASSPORT
 CV_SPEC = "brainpoolP256r1"
@@ -423,12 +423,13 @@ def _simulate(box: Sandbox, clock: FakeClock, policy: Policy, years: int, sods_p
         return describe_successor(box, reference)
 
     flow = SimFlow(box, clock, policy, ds_key_spec)
-    authority = flow.services.authority
-    assert authority is not None  # create_app builds the sign component on the key store
     report.events.append(SimEvent(start, "ds-first", f"first DS key → {describe(flow.request_first_key(start))}"))
     service = DsSigningService(box.store, box.keystore, clock, policy, block_size=max(256, sods_per_day))
-    ctx = JobContext(store=box.store, clock=clock, policy=policy, keystore=box.keystore, successor=flow.requester,
-                     renewals=cv, crl_issuer=HsmCrlIssuer(authority))
+    # the job context `icao-pki serve` runs (`schedules.runtime.job_context`: the services' sign
+    # component for CRLs, …), with the Agency's requester per document type as it wires it — ours
+    # asks for the simulation's DS key type — and the direct CV renewals
+    ctx = replace(job_context(flow.services, box.keystore), successor=ByDocumentType({DOC: flow.requester}),
+                  renewals=cv)
     tally: dict[str, list[Any]] = defaultdict(lambda: [0, None, None])  # label -> [count, first, last]
     current: str | None = None
     serial = 0
