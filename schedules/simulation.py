@@ -10,10 +10,11 @@ the report can prove afterwards — independently of the service's own counters 
 signed more than its budget or outside its usage window, that every certificate issued
 respects the decree's limits, and whether signing (or IS coverage) ever stopped.
 
-DS keys come through the request flow a deployment runs: the rollover job's successor
-requester is `lifecycle_api.signing.flow.AgencyFlowRequester` (as `schedules.runtime` wires
-it), so each DS key — the first one too, asked for by the same requester before day one — is
-generated in the HSM with its CSR, asked for in a ``ds_certificate`` request signed with the
+DS keys come through the request flow a deployment runs: the schedules run with the job
+context `icao-pki serve` builds (`schedules.runtime.job_context`), whose rollover job asks the
+Agency's `lifecycle_api.signing.flow.AgencyFlowRequester` for successors.  So each DS key — the
+first one too, asked for by the same requester before day one — is generated in the HSM with
+its CSR (a P-256 key: `SIM_DS_KEY_SPEC`), asked for in a ``ds_certificate`` request signed with the
 Agency's official-use key, countersigned automatically by its ministry's Cơ yếu unit, and
 issued by the Provider's automatic-act account (`workflow.after_countersigned`).  `SimFlow`
 sets up what that flow checks (Art. 30–32) in the throwaway world; `check_ds_requests` then
@@ -24,8 +25,7 @@ there is no direct-issuance shortcut: it would also skip the checks the Provider
 
 CVCA, DV and IS certificates are issued directly (`SimCvAuthority`): the simulation measures
 the schedules and the counters; the CV request flows have their own tests.  Nor does it roll
-the CSCA over (that is a two-officer key ceremony; the job only records its notice), so a
-run past the CSCA key's 5-year usage window shows DS issuance, then signing, stopping.
+the CVCA or the CSCA over (two-officer key ceremonies; their jobs only record the notice).
 """
 
 from __future__ import annotations
