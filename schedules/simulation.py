@@ -19,7 +19,7 @@ Agency's official-use key, countersigned automatically by its ministry's Cơ y�
 issued by the Provider's automatic-act account (`workflow.after_countersigned`).  `SimFlow`
 sets up what that flow checks (Art. 30–32) in the throwaway world; `check_ds_requests` then
 proves from the database that every DS certificate came from a completed request for
-exactly its key.  Going through the flow costs about two seconds per simulated year, so
+exactly its key.  Going through the flow costs a second or two per simulated year, so
 there is no direct-issuance shortcut: it would also skip the checks the Provider's act makes
 (the CSCA's key must be inside its usage window, for one).
 
@@ -47,6 +47,7 @@ from sqlalchemy import select
 from cvc.builders import build_cvca_certificate, build_dv_certificate, build_request, build_terminal_certificate
 from cvc.certificate import parse_certificate as parse_cv
 from fixtures.orgpki import SUB_CA_YEARS, DemoOrgPki, build_demo_org_pki
+from icao_pki.certificate import Certificate as X509Certificate
 from icao_pki.certificate import CertificateVerifyError, parse_certificate
 from icao_pki.clock import FakeClock
 from icao_pki.keystore import KeyStore
@@ -83,6 +84,7 @@ from lifecycle_api.store import (
     Request,
     RequestState,
     SignaturePurpose,
+    StoreTx,
 )
 
 from .decisions import RenewalDue
@@ -324,8 +326,8 @@ class SimulationReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "start": self.start.isoformat(), "end": self.end.isoformat(), "sods_per_day": self.sods_per_day,
-            "requested": self.requested, "signed": self.signed,
-            "refused": self.refused, "limit_exceeded": self.limit_exceeded, "signing_stopped": self.signing_stopped,
+            "requested": self.requested, "signed": self.signed, "refused": self.refused,
+            "limit_exceeded": self.limit_exceeded, "signing_stopped": self.signing_stopped,
             "violations": self.violations, "is_uncovered_days": self.is_uncovered_days, "counts": self.counts,
             "keys": self.keys, "ds_requests": self.ds_requests,
             "events": [{"at": e.at.isoformat(), "kind": e.kind, "detail": e.detail} for e in self.events],
@@ -561,7 +563,7 @@ def check_ds_requests(box: Sandbox, flow: SimFlow, report: SimulationReport) -> 
     report.counts["ds_requests_rejected"] = states[RequestState.REJECTED]
 
 
-def _request_problem(tx: Any, box: Sandbox, flow: SimFlow, csca: Any, row: Certificate) -> str | None:
+def _request_problem(tx: StoreTx, box: Sandbox, flow: SimFlow, csca: X509Certificate, row: Certificate) -> str | None:
     if row.request_id is None:
         return "issued without a request"
     req = tx.session.get(Request, row.request_id)
