@@ -19,7 +19,8 @@ from .console import EXIT_INVALID, err, print_json, reporting
 from .keystore import KeyStoreError
 from .policy import PolicyError, policy_from_env
 
-QUIET_KINDS = {"crl", "expiry"}  # summarised per month instead of one line each
+#: summarised per month instead of one line each: how to say the month's number
+QUIET_KINDS = {"crl": "issued", "expiry": "day(s)", "renewal-refused": "refused"}
 
 
 def simulate(
@@ -46,7 +47,7 @@ def simulate(
                 continue
             typer.echo(f"{event.at:%Y-%m-%d %H:%M}  {event.kind:<12} {event.detail}")
         for (month, kind), n in sorted(monthly.items()):
-            typer.echo(f"{month}         {kind:<12} {n} issued" if kind == "crl" else f"{month}         {kind:<12} {n} day(s)")
+            typer.echo(f"{month}         {kind:<12} {n} {QUIET_KINDS[kind]}")
         for key in report.keys:
             typer.echo(f"DS key {key['label']}: {key['signed']:,} signed of {key['max']:,}, "
                        f"{key['reserved_unused']} reserved unused, state {key['state']}, "

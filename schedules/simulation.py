@@ -25,7 +25,9 @@ there is no direct-issuance shortcut: it would also skip the checks the Provider
 
 CVCA, DV and IS certificates are issued directly (`SimCvAuthority`): the simulation measures
 the schedules and the counters; the CV request flows have their own tests.  Nor does it roll
-the CVCA or the CSCA over (two-officer key ceremonies; their jobs only record the notice).
+the CVCA or the CSCA over (two-officer key ceremonies; their jobs only record the notice): as
+the CVCA's 3 years end, DV and IS renewals are refused (`SimCvAuthority.request_renewal`) and
+the report counts the days without IS coverage.
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ SIM_DS_KEY_SPEC = "secp256r1"
 @dataclass(frozen=True)
 class SimEvent:
     at: datetime
-    #: ds-first | ds-rollover | ds-switch | ds-destroyed | is-renewal | dv-renewal | cvca | csca | crl | expiry | refused
+    #: ds-first | ds-rollover | ds-switch | ds-destroyed | is-renewal | dv-renewal | renewal-refused | cvca | csca |
+    #: crl | expiry | refused
     kind: str
     detail: str
 
@@ -183,6 +186,17 @@ class SimCvAuthority:
         return parse_cv(der).chr
 
     def request_renewal(self, due: RenewalDue, now: datetime) -> str:
+        """Renew, unless the issuer's own expiry caps the renewal at the due certificate's end.
+
+        A certificate never outlives its issuer, and the simulation does not roll the CVCA over:
+        near the CVCA's end a "renewed" DV would expire with the one it replaces, so the schedule
+        would find both due again the next day, and every copy after that — doubling daily.  Such
+        a renewal is refused (named in the timeline); coverage then lapses, which the report's
+        IS-coverage days show."""
+        issuer = parse_cv(self.cvca_der if due.role is Role.DVCA else self.dv_der)
+        if day_end(issuer.expiration_date) <= due.not_after:
+            return (f"not renewed: its issuer {issuer.chr} expires {issuer.expiration_date} "
+                    "(the simulation does not roll the CVCA over)")
         if due.role is Role.DVCA:
             self.dv_label, self.dv_der = self._issue_dv()
             return parse_cv(self.dv_der).chr
@@ -319,9 +333,10 @@ class SimulationReport:
     def summary(self) -> str:
         through = (f"{self.counts.get('ds_requests_completed', 0)} of {self.counts.get('ds_certificates', 0)} "
                    "DS certificates through completed ds_certificate requests")
+        lapsed = f"; IS coverage lapsed on {len(self.is_uncovered_days)} day(s)" if self.is_uncovered_days else ""
         return (f"{self.signed:,} of {self.requested:,} SODs signed ({through}); limit exceeded: "
                 f"{'YES' if self.limit_exceeded else 'no'}; signing stopped: "
-                f"{'YES' if self.signing_stopped else 'no'}")
+                f"{'YES' if self.signing_stopped else 'no'}{lapsed}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -368,10 +383,13 @@ def _job_events(at: datetime, results: dict[str, Any], describe: Callable[[str],
             results.get("ds-key-destruction") or [] if isinstance(label, str)]
     for job, kind in (("is-renewals", "is-renewal"), ("dv-renewals", "dv-renewal")):
         for due, result in results.get(job) or []:
-            out.append(SimEvent(at, kind, f"{due.subject} (expires {due.not_after:%Y-%m-%d}) → {result}"))
+            refused = isinstance(result, str) and result.startswith("not renewed")  # SimCvAuthority.request_renewal
+            out.append(SimEvent(at, "renewal-refused" if refused else kind,
+                                f"{due.subject} (expires {due.not_after:%Y-%m-%d}) → {result}"))
     for job, kind in (("cvca-rollover", "cvca"), ("csca-rollover", "csca")):
         for due, result in results.get(job) or []:
-            out.append(SimEvent(at, kind, f"{due.hsm_label} usage ends {due.usage_not_after:%Y-%m-%d}: {result}"))
+            if result != "already-noticed":  # the notice is recorded once; later runs only find it
+                out.append(SimEvent(at, kind, f"{due.hsm_label} usage ends {due.usage_not_after:%Y-%m-%d}: {result}"))
     for crl_id in results.get("crl-publication") or []:
         out.append(SimEvent(at, "crl", f"CRL row {crl_id}"))
     expired = results.get("certificate-expiry") or []
@@ -528,7 +546,8 @@ def _check(box: Sandbox, policy: Policy, report: SimulationReport, tally: dict[s
     report.counts = {
         "ds_keys": len(report.keys),
         "ds_certificates": ds_certificates, "ds_rollovers": kinds["ds-rollover"], "ds_destroyed": kinds["ds-destroyed"],
-        "is_renewals": kinds["is-renewal"], "dv_renewals": kinds["dv-renewal"], "cvca_events": kinds["cvca"],
+        "is_renewals": kinds["is-renewal"], "dv_renewals": kinds["dv-renewal"],
+        "renewals_refused": kinds["renewal-refused"], "cvca_events": kinds["cvca"],
         "csca_events": kinds["csca"], "crls": kinds["crl"], "expired_revoked": statuses[CertificateStatus.EXPIRED],
     }  # fmt: skip
 

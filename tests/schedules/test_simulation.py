@@ -7,18 +7,22 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from cvc.certificate import parse_certificate as parse_cv
 from icao_pki.clock import FakeClock
 from icao_pki.policy import DEFAULT_POLICY, DocumentType, Role
 from lifecycle_api.certificate_flows import ds_subject
 from lifecycle_api.csr import build_csr
+from lifecycle_api.hierarchy import day_end, day_start
 from lifecycle_api.signing.sandbox import open_sandbox
-from lifecycle_api.store import Request
-from schedules.simulation import SimFlow, SimulationReport, check_ds_requests, run_simulation
+from lifecycle_api.store import Certificate, PartyType, Request
+from schedules.decisions import RenewalDue
+from schedules.simulation import SimCvAuthority, SimFlow, SimulationReport, check_ds_requests, run_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,6 +106,39 @@ def test_ds_certificates_that_bypass_or_mismatch_their_request_are_violations(ke
         with box.store.transaction() as tx:
             tx.session.get(Request, request_id).payload = original
         assert len(_check(box, flow, clock).violations) == 1  # only the directly issued certificate
+    finally:
+        box.store.dispose()
+
+
+@pytest.mark.hsm
+def test_cv_renewal_capped_by_the_cvca_is_refused_instead_of_repeated(keystore, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Near the CVCA's end a DV renewal would expire with the DV it replaces; issuing it made
+    the next day's schedule renew both, then all four… (a 3-year simulation never ended)."""
+    clock = FakeClock(datetime(2027, 1, 4, tzinfo=UTC))
+    box = open_sandbox(clock, folder=tmp_path, keystore=keystore)
+
+    def dv_count() -> int:
+        with box.store.transaction() as tx:
+            return tx.session.scalar(select(func.count()).select_from(Certificate).where(Certificate.role == Role.DVCA))
+
+    try:
+        with box.store.transaction() as tx:
+            operator = tx.add_organisation(name="IS operator", party_type=PartyType.IS_OPERATOR, country="VN",
+                                           ministry="MPS", now=clock.now()).id
+        cv = SimCvAuthority(box, clock, DEFAULT_POLICY, operator)
+        cvca, first_dv = parse_cv(cv.cvca_der), parse_cv(cv.dv_der)
+        clock.advance(days=70)
+        due = RenewalDue(0, Role.DVCA, DocumentType.PASSPORT, box.provider_id, first_dv.chr,
+                         day_end(first_dv.expiration_date))
+        assert cv.request_renewal(due, clock.now()) == parse_cv(cv.dv_der).chr != first_dv.chr
+        assert dv_count() == 2
+
+        clock.set(day_start(cvca.expiration_date) - timedelta(days=10))
+        capped = RenewalDue(0, Role.DVCA, DocumentType.PASSPORT, box.provider_id, "VNSIMDV00099",
+                            day_end(cvca.expiration_date))
+        result = cv.request_renewal(capped, clock.now())
+        assert result.startswith("not renewed") and cvca.chr in result
+        assert dv_count() == 2
     finally:
         box.store.dispose()
 
