@@ -21,6 +21,8 @@ from .policy import PolicyError, policy_from_env
 
 #: summarised per month instead of one line each: how to say the month's number
 QUIET_KINDS = {"crl": "issued", "expiry": "day(s)", "renewal-refused": "refused"}
+#: printed in full the first time (when it started), then summarised per month
+FIRST_THEN_QUIET = {"refused": "batch(es) refused"}
 
 
 def simulate(
@@ -41,15 +43,19 @@ def simulate(
         print_json(report.as_dict())
     else:
         monthly: Counter[tuple[str, str]] = Counter()
+        seen: set[str] = set()
         for event in report.events:
-            if event.kind in QUIET_KINDS:
+            if event.kind in QUIET_KINDS or (event.kind in FIRST_THEN_QUIET and event.kind in seen):
                 monthly[(event.at.strftime("%Y-%m"), event.kind)] += 1
                 continue
+            seen.add(event.kind)
             typer.echo(f"{event.at:%Y-%m-%d %H:%M}  {event.kind:<12} {event.detail}")
         for (month, kind), n in sorted(monthly.items()):
-            typer.echo(f"{month}         {kind:<12} {n} {QUIET_KINDS[kind]}")
+            typer.echo(f"{month}         {kind:<12} {n} {QUIET_KINDS.get(kind) or FIRST_THEN_QUIET[kind]}")
         for key in report.keys:
-            typer.echo(f"DS key {key['label']}: {key['signed']:,} signed of {key['max']:,}, "
+            # a generated key whose request was not (yet) issued has no budget
+            budget = f"{key['max']:,}" if key["max"] is not None else "no budget"
+            typer.echo(f"DS key {key['label']}: {key['signed']:,} signed of {budget}, "
                        f"{key['reserved_unused']} reserved unused, state {key['state']}, "
                        f"usage {key['usage_not_before']} – {key['usage_not_after']}")
         for violation in report.violations:

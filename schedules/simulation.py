@@ -27,7 +27,10 @@ CVCA, DV and IS certificates are issued directly (`SimCvAuthority`): the simulat
 the schedules and the counters; the CV request flows have their own tests.  Nor does it roll
 the CVCA or the CSCA over (two-officer key ceremonies; their jobs only record the notice): as
 the CVCA's 3 years end, DV and IS renewals are refused (`SimCvAuthority.request_renewal`) and
-the report counts the days without IS coverage.
+the report counts the days without IS coverage; once the CSCA key's 5-year usage window is
+over, the Provider's act refuses the next DS request (no active CSCA), the request stays
+countersigned, and signing stops when the last DS key runs out — as it would in a deployment
+that skipped the CSCA ceremony.
 """
 
 from __future__ import annotations

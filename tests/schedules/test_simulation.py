@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from cvc.certificate import parse_certificate as parse_cv
 from icao_pki.clock import FakeClock
@@ -22,7 +23,14 @@ from lifecycle_api.hierarchy import day_end, day_start
 from lifecycle_api.signing.sandbox import open_sandbox
 from lifecycle_api.store import Certificate, PartyType, Request
 from schedules.decisions import RenewalDue
-from schedules.simulation import SimCvAuthority, SimFlow, SimulationReport, check_ds_requests, run_simulation
+from schedules.simulation import (
+    SimCvAuthority,
+    SimEvent,
+    SimFlow,
+    SimulationReport,
+    check_ds_requests,
+    run_simulation,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,3 +178,26 @@ def test_cli_refuses_years_out_of_range_in_one_line(years: str) -> None:
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert result.returncode == 2
     assert "years" in result.stderr
+
+
+def test_cli_prints_a_stop_once_and_a_key_without_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the CSCA key's window the successor's request stays countersigned: its generated key
+    has no budget yet, and every batch is refused from then on (seen on a 6-year run)."""
+    import schedules.simulation
+    from icao_pki.cli_simulate import app
+
+    start = datetime(2032, 2, 18, tzinfo=UTC)
+    report = SimulationReport(start, start + timedelta(days=3), 4, requested=12, refused=12)
+    report.events = [SimEvent(start + timedelta(days=d, hours=6 + h), "refused", "Art. 23.1b: no key may sign now")
+                     for d in range(3) for h in (0, 6)]
+    report.keys = [{"label": "passport-ds-00025", "state": "generated", "signed": 0, "handed_out": 0,
+                    "reserved_unused": 0, "max": None, "usage_not_before": "None", "usage_not_after": "None",
+                    "first_signature": "None", "last_signature": "None"}]
+    monkeypatch.setattr(schedules.simulation, "run_simulation", lambda *a, **k: report)
+    result = CliRunner().invoke(app, ["--years", "6", "--sods-per-day", "4"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert [line for line in lines if "Art. 23.1b" in line] == ["2032-02-18 06:00  refused      Art. 23.1b: no key may sign now"]
+    assert "2032-02         refused      5 batch(es) refused" in lines
+    assert "DS key passport-ds-00025: 0 signed of no budget, 0 reserved unused, state generated, usage None – None" in lines
+    assert lines[-1].endswith("signing stopped: YES")
