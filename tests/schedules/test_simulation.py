@@ -1,4 +1,5 @@
-"""Issue 5 acceptance: two simulated years, ≥ 300,000 SODs, monthly IS renewals — no gap, no excess."""
+"""Issue 5 acceptance: two simulated years, ≥ 300,000 SODs, monthly IS renewals — no gap, no excess —
+with every DS key through the Agency → Cơ yếu → Provider request flow; the checks that prove it."""
 
 from __future__ import annotations
 
