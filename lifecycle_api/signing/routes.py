@@ -12,10 +12,11 @@ and includes the router (every route carries an `allow(...)` dependency).
 from __future__ import annotations
 
 import base64
-from datetime import datetime
-from typing import Annotated
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import Base64Bytes, BaseModel, Field
 
 from icao_pki.policy import DocumentType
@@ -58,9 +59,19 @@ class SodBatchOut(BaseModel):
     refused_detail: str | None = None
 
 
-def _out(signed: SignedSod) -> SodOut:
-    return SodOut(sod=base64.b64encode(signed.sod).decode(), key_id=signed.key_id, key_label=signed.key_label,
-                  certificate_id=signed.certificate_id, signed_at=signed.signed_at)
+def _out(signed: SignedSod) -> dict[str, Any]:
+    """`SodOut` as JSON-ready values (what pydantic would write, datetimes in UTC with Z)."""
+    return {"sod": base64.b64encode(signed.sod).decode(), "key_id": signed.key_id, "key_label": signed.key_label,
+            "certificate_id": signed.certificate_id,
+            "signed_at": signed.signed_at.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+
+
+def _json(content: dict[str, Any]) -> Response:
+    """The response body written once with the C JSON encoder.  Why: a personalisation line's
+    batch is 1,000 SODs of ~2 kB; building and re-validating a pydantic model per SOD cost the
+    HTTP path a third of its rate.  The declared `response_model` still documents the shape
+    (tests compare the two)."""
+    return Response(json.dumps(content, separators=(",", ":")), media_type="application/json")
 
 
 SignerCaller = Annotated[Caller, Depends(allow(PartyType.AGENCY, PartyType.PROVIDER))]
@@ -90,13 +101,13 @@ def _service(request: Request, caller: Caller, document_type: str) -> tuple[DsSi
 
 
 @router.post("/{document_type}/sod", response_model=SodOut)
-def sign_sod(document_type: str, body: SodIn, request: Request, caller: SignerCaller) -> SodOut:
+def sign_sod(document_type: str, body: SodIn, request: Request, caller: SignerCaller) -> Response:
     service, doc = _service(request, caller, document_type)
-    return _out(service.sign_batch(doc, [body.to_input()])[0])
+    return _json(_out(service.sign_batch(doc, [body.to_input()])[0]))
 
 
 @router.post("/{document_type}/sod/batch", response_model=SodBatchOut)
-def sign_sod_batch(document_type: str, body: SodBatchIn, request: Request, caller: SignerCaller) -> SodBatchOut:
+def sign_sod_batch(document_type: str, body: SodBatchIn, request: Request, caller: SignerCaller) -> Response:
     service, doc = _service(request, caller, document_type)
     try:
         signed = service.sign_batch(doc, [i.to_input() for i in body.items])
@@ -104,9 +115,9 @@ def sign_sod_batch(document_type: str, body: SodBatchIn, request: Request, calle
         partial: list[SignedSod] = getattr(exc, "partial_sods", [])
         if not partial:
             raise
-        return SodBatchOut(items=[_out(s) for s in partial], refused=len(body.items) - len(partial),
-                           refused_detail=exc.message)
-    return SodBatchOut(items=[_out(s) for s in signed])
+        return _json({"items": [_out(s) for s in partial], "refused": len(body.items) - len(partial),
+                      "refused_detail": exc.message})
+    return _json({"items": [_out(s) for s in signed], "refused": 0, "refused_detail": None})
 
 
 def mount_signing(app: FastAPI, service: DsSigningService | None) -> None:

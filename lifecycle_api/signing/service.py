@@ -222,6 +222,7 @@ class DsSigningService:
     #: than `pipeline_min` stay inline: the round trip would cost more than it saves.
     verify_in: str = "auto"
     verify_chunk: int = 64
+    finish_every: int = 16
     pipeline_min: int = 16
     _worker: SodWorker | None = field(default=None, init=False, repr=False)
     _leases: dict[DocumentType, _Lease] = field(default_factory=dict, init=False, repr=False)
@@ -319,9 +320,11 @@ class DsSigningService:
         size = max(1, self.verify_chunk)
         chunks = [range(i, min(i + size, len(items))) for i in range(start, len(items), size)]
         preps: list[tuple[int, datetime]] = []
-        finishing: list[tuple[int, list[tuple[_Lease, datetime]]]] = []
+        finishing: list[tuple[int, list[tuple[_Lease, datetime]]]] = []  # (finish id, who signed when)
         failure: Exception | None = None
         current = -1
+        clock_now, hash_algorithm, rsa_padding = self.clock.now, self.hash_algorithm, self.rsa_padding
+        template_ids: dict[int, int] = {}  # key id → the worker's template id, this batch
         try:
             worker.start()
             self._template_id(worker, lease)  # the worker builds signed attributes with it
@@ -340,28 +343,32 @@ class DsSigningService:
                     prep(k + 2)
                 parts: list[tuple[int | None, bytes]] = []
                 metas: list[tuple[_Lease, datetime]] = []
+                sent = 0
                 try:
                     for offset, index in enumerate(chunk):
-                        lease, now = self._usable_lease(doc, len(items) - index)
-                        self._count(lease, made)
+                        now = clock_now()
+                        # the usual case inline (the same test `_usable_lease` makes first): this
+                        # loop is all the signing thread does besides the HSM call
+                        if not (lease.reserved > 0 and lease.usable_from <= now <= lease.usable_until):
+                            lease, now = self._usable_lease(doc, len(items) - index)
+                        lease.reserved -= 1  # as `_count`: a signature the HSM makes is counted
+                        key_id = lease.key.key_id
+                        made[key_id] = made.get(key_id, 0) + 1
                         if lease.template is None or signing_time < lease.usable_from:
                             # a new key's first SOD (its template) or a chunk prepared before the key's
                             # window opened: built here by `build_sod`, verified, signed now
                             parts.append((None, self._build(lease, *self._prepare(items[index]), now)))
                             metas.append((lease, now))
                             continue
-                        template_id = self._template_id(worker, lease)
-                        parts.append((template_id, lease.signer.sign(attrs[offset], self.hash_algorithm,
-                                                                     self.rsa_padding)))
+                        template_id = template_ids.get(key_id)
+                        if template_id is None:
+                            template_id = template_ids[key_id] = self._template_id(worker, lease)
+                        parts.append((template_id, lease.signer.sign(attrs[offset], hash_algorithm, rsa_padding)))
                         metas.append((lease, signing_time))
-                        if offset % 16 == 15:
-                            worker.poll()  # take the worker's answers so it never waits on us
-                finally:
-                    if parts:  # what was signed is verified and handed out, even if the chunk stopped
-                        worker.finish(chunk_id, parts)
-                        finishing.append((chunk_id, metas))
-                    else:
-                        worker.drop(chunk_id)
+                        if len(parts) - sent >= self.finish_every:
+                            sent = _hand_over(worker, chunk_id, parts, metas, sent, finishing, last=False)
+                finally:  # what was signed is verified and handed out, even if the chunk stopped
+                    _hand_over(worker, chunk_id, parts, metas, sent, finishing, last=True)
         except Exception as exc:
             failure = exc
             for chunk_id, _ in preps[current + 1:]:  # prepared, never to be signed
@@ -369,9 +376,14 @@ class DsSigningService:
                     worker.drop(chunk_id)
                 except WorkerUnavailable:
                     break
+        # everything is signed: count it now, while the worker finishes the last signatures
+        # (nothing is handed out before this commits; `sign_batch` settles only what is left)
+        if made:
+            self._settle(doc, made)
+            made.clear()
         try:
-            for chunk_id, metas in finishing:
-                sods, bad = worker.finished(chunk_id)
+            for finish_id, metas in finishing:
+                sods, bad = worker.finished(finish_id)
                 results.extend(self._signed(sod, lease, at) for sod, (lease, at) in zip(sods, metas, strict=False))
                 if bad is not None:
                     label = metas[bad[0]][0].key.hsm_label
@@ -576,6 +588,19 @@ class DsSigningService:
                 alert_no_signing_key(tx, document_type=doc, now=now, article=article, detail=detail)
         log.error(detail)
         raise NoSigningKey(detail, document_type=doc.value, article=article)
+
+
+def _hand_over(worker: SodWorker, chunk_id: int, parts: list[tuple[int | None, bytes]],
+               metas: list[tuple[_Lease, datetime]], sent: int,
+               finishing: list[tuple[int, list[tuple[_Lease, datetime]]]], *, last: bool) -> int:
+    """Give the worker the signatures made since `sent` (a few at a time: it verifies while we
+    sign, and the batch's end waits only for the last few); returns how many are handed over."""
+    if len(parts) > sent:
+        finishing.append((worker.finish(chunk_id, sent, parts[sent:], last), metas[sent:]))
+    elif last:
+        worker.drop(chunk_id)
+    worker.poll()  # take the worker's answers so it never waits on us
+    return len(parts)
 
 
 def _numbered_bytes(values: Mapping[Any, Any], what: str) -> dict[int, bytes]:

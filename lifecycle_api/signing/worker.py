@@ -29,9 +29,10 @@ Protocol (pickled tuples over a socket pair, in order):
   service built and verified with `build_sod` (`SodTemplate.from_reference`, recomputed
   here), with the DS certificate whose key must verify its signatures;
 * ``("prep", chunk, hash, signing_time, items)`` → ``("prepped", chunk, attrs | None, error)``;
-* ``("finish", chunk, parts)`` with ``parts[i]`` = ``(template_id, raw_signature)`` or
-  ``(None, sod)`` for a SOD the service built itself → ``("finished", chunk, sods, failure)``
-  where ``failure`` is ``(index, why)`` of the first signature that does not verify;
+* ``("finish", id, chunk, start, parts, last)`` with ``parts[i]`` (item ``start + i`` of the
+  chunk) = ``(template_id, raw_signature)`` or ``(None, sod)`` for a SOD the service built
+  itself → ``("finished", id, sods, failure)`` where ``failure`` is ``(index, why)`` of the
+  first signature of the part that does not verify; ``last`` ends the chunk;
 * ``("drop", chunk)``; ``None`` ends the worker.
 """
 
@@ -53,6 +54,7 @@ from typing import Any
 ANSWER_TIMEOUT = 60.0
 #: socket buffers: a chunk's answer (64 SODs) is ~130 kB, a chunk of data groups can be megabytes
 _BUFFER = 4 << 20
+_READ = 256 << 10
 _HEADER = struct.Struct("!I")
 
 
@@ -128,8 +130,8 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
             pending[chunk] = (econtents, attrs, signing_time)
             send(("prepped", chunk, attrs, None))
         elif kind == "finish":
-            _, chunk, parts = message
-            econtents, attrs, signing_time = pending.pop(chunk)
+            _, finish_id, chunk, start, parts, last = message
+            econtents, attrs, signing_time = pending.pop(chunk) if last else pending[chunk]
             sods: list[bytes] = []
             failure: tuple[int, str] | None = None
             for index, (template_id, value) in enumerate(parts):
@@ -139,12 +141,12 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
                 template, check, ec = templates[template_id]
                 signature = plain_to_der(value) if ec else value
                 try:
-                    check(signature, attrs[index])
+                    check(signature, attrs[start + index])
                 except CmsSignatureError as exc:
                     failure = (index, str(exc))
                     break
-                sods.append(template.assemble(econtents[index], signing_time, signature, attrs[index]))
-            send(("finished", chunk, sods, failure))
+                sods.append(template.assemble(econtents[start + index], signing_time, signature, attrs[start + index]))
+            send(("finished", finish_id, sods, failure))
         elif kind == "drop":
             pending.pop(message[1], None)
 
@@ -166,6 +168,7 @@ class SodWorker:
     _early: dict[tuple[str, int], Any] = field(default_factory=dict, init=False, repr=False)
     _templates: dict[int, int] = field(default_factory=dict, init=False, repr=False)
     _next_chunk: int = field(default=0, init=False, repr=False)
+    _next_finish: int = field(default=0, init=False, repr=False)
 
     @property
     def alive(self) -> bool:
@@ -215,11 +218,15 @@ class SodWorker:
             raise WorkerUnavailable(f"SOD worker could not prepare a chunk: {error}")
         return list(attrs)
 
-    def finish(self, chunk: int, parts: Sequence[tuple[int | None, bytes]]) -> None:
-        self._send(("finish", chunk, list(parts)))
+    def finish(self, chunk: int, start: int, parts: Sequence[tuple[int | None, bytes]], last: bool = True) -> int:
+        """Hand over signatures of items ``start…`` of a chunk; returns the id `finished` takes."""
+        finish_id = self._next_finish
+        self._next_finish += 1
+        self._send(("finish", finish_id, chunk, start, list(parts), last))
+        return finish_id
 
-    def finished(self, chunk: int) -> tuple[list[bytes], tuple[int, str] | None]:
-        sods, failure = self._await("finished", chunk)
+    def finished(self, finish_id: int) -> tuple[list[bytes], tuple[int, str] | None]:
+        sods, failure = self._await("finished", finish_id)
         return list(sods), failure
 
     def drop(self, chunk: int) -> None:
@@ -259,11 +266,11 @@ class SodWorker:
             return
         try:
             while True:
-                data = sock.recv(_BUFFER)
+                data = sock.recv(_READ)  # not _BUFFER: recv allocates what it is asked for
                 if not data:
                     raise EOFError("the worker closed the connection")
                 self._inbox += data
-                if len(data) < _BUFFER:
+                if len(data) < _READ:
                     break
         except BlockingIOError:
             pass

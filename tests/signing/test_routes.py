@@ -9,7 +9,7 @@ from icao_pki.keystore import KeyStore
 from icao_pki.pa import verify_pa
 from icao_pki.policy import DocumentType
 from lifecycle_api.signing import DsSigningService, usage_report
-from lifecycle_api.signing.routes import mount_signing
+from lifecycle_api.signing.routes import SodBatchOut, SodOut, mount_signing
 from lifecycle_api.signing.successor import DirectDsIssuer
 from tests.api.world import World
 from tests.signing.support import data_groups, make_csca
@@ -40,13 +40,22 @@ def test_agency_signs_a_sod_over_http(api) -> None:  # type: ignore[no-untyped-d
 
 
 def test_batch_counts_every_sod(api) -> None:  # type: ignore[no-untyped-def]
-    world, service, _ = api
-    items = [{"data_groups": _b64(data_groups(i))} for i in range(5)]
+    world, service, csca = api
+    items = [{"data_groups": _b64(data_groups(i))} for i in range(20)]  # past the worker's threshold
     r = world.client.post("/v1/ds/passport/sod/batch", json={"items": items}, headers=world["agency"].headers)
     assert r.status_code == 200, r.text
-    assert len(r.json()["items"]) == 5
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert len(body["items"]) == 20
+    # the hand-written JSON is exactly what the declared response model would write
+    assert SodBatchOut.model_validate(body).model_dump(mode="json") == body
+    assert body["items"][0]["signed_at"].endswith("Z")
+    verify_pa(base64.b64decode(body["items"][19]["sod"]), data_groups(19), trust=[csca], at=world.clock.now())
+    single = world.client.post("/v1/ds/passport/sod", json={"data_groups": _b64(data_groups(20))},
+                               headers=world["agency"].headers).json()
+    assert SodOut.model_validate(single).model_dump(mode="json") == single
     service.close()
-    assert [u.signed for u in usage_report(world.store)] == [5]
+    assert [u.signed for u in usage_report(world.store)] == [21]
 
 
 @pytest.mark.parametrize("party", ["coyeu", "foreign", "is_operator", "idcard_agency"])

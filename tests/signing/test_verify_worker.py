@@ -219,13 +219,16 @@ def test_worker_reports_the_first_bad_signature_by_index(sworld: SigningWorld) -
         chunk = worker.prep("sha256", at, [(data_groups(i), None, None) for i in (1, 2, 3)])
         attrs = worker.prepped(chunk)
         signatures = [signer.sign(a, HashAlgorithm.SHA256) for a in attrs]
-        worker.finish(chunk, [(template, signatures[0]), (template, signatures[0]), (template, signatures[2])])
-        sods, failure = worker.finished(chunk)
+        first = worker.finish(chunk, 0, [(template, signatures[0])], last=False)  # item 0 of the chunk
+        rest = worker.finish(chunk, 1, [(template, signatures[0]), (template, signatures[2])])  # items 1, 2
+        good, none = worker.finished(first)
+        sods, failure = worker.finished(rest)
     finally:
         worker.close()
-    assert failure is not None and failure[0] == 1 and "does not verify" in failure[1]
-    assert len(sods) == 1
-    verify_pa(sods[0], data_groups(1), trust=[sworld.csca_der], at=at)
+    assert none is None and len(good) == 1
+    verify_pa(good[0], data_groups(1), trust=[sworld.csca_der], at=at)
+    assert failure is not None and failure[0] == 0 and "does not verify" in failure[1]  # item 1: the part's first
+    assert sods == []
 
 
 def test_bad_signature_inline_stops_the_batch_at_it(sworld: SigningWorld) -> None:
