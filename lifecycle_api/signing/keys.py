@@ -121,18 +121,47 @@ def ds_keys(tx: StoreTx, document_type: DocumentType | None = None) -> list[DsKe
 
 
 def retire_if_spent(tx: StoreTx, key_id: int) -> bool:
-    """ACTIVE → RETIRED once nothing more can be reserved (used + reserved = max); CAS."""
+    """ACTIVE → RETIRED once every signature of the budget has been made (used = max); CAS.
+
+    Not when the rest is merely reserved: an instance may still give reserved slots back
+    (closing, switching keys), and a retired key's slots would be stranded — the key would
+    end short of its 100,000 while its successor signs.  A key whose slots a crash wasted
+    stays active, unusable (no budget to reserve), until its window ends."""
     result = tx.session.execute(
         update(Key)
         .where(
             Key.id == key_id,
             Key.state == KeyState.ACTIVE,
             Key.max_signatures.is_not(None),
-            Key.signatures_used + Key.signatures_reserved >= Key.max_signatures,
+            Key.signatures_used >= Key.max_signatures,
         )
         .values(state=KeyState.RETIRED)
     )
     return result.rowcount == 1
+
+
+def older_key_with_budget(tx: StoreTx, view: DsKeyView, now: datetime) -> bool:
+    """Is there an active key of the same document type, older than `view` (the signing order
+    of `signing_candidates`), usable now, with budget no instance holds and an active
+    certificate?  Slots given back to an older key must be used before the newer key's."""
+    older = (Key.usage_not_before < view.usage_not_before) | (
+        (Key.usage_not_before == view.usage_not_before) & (Key.id < view.key_id))
+    certified = (
+        select(Certificate.id)
+        .where(Certificate.key_id == Key.id, Certificate.role == Role.DS,
+               Certificate.status == CertificateStatus.ACTIVE, Certificate.not_before <= now,
+               Certificate.not_after >= now)
+        .exists()
+    )  # fmt: skip
+    found = tx.session.scalars(
+        select(Key.id).where(
+            Key.role == Role.DS, Key.document_type == view.document_type, Key.state == KeyState.ACTIVE,
+            Key.id != view.key_id, older, Key.usage_not_before <= now, Key.usage_not_after > now,
+            Key.max_signatures.is_not(None), Key.signatures_used + Key.signatures_reserved < Key.max_signatures,
+            certified,
+        ).limit(1)
+    ).first()
+    return found is not None
 
 
 def retire_if_window_over(tx: StoreTx, key_id: int, now: datetime) -> bool:

@@ -401,19 +401,35 @@ class DsSigningService:
 
     def _settle(self, doc: DocumentType, made: dict[int, int]) -> None:
         """Count what was signed; in the same transaction top the lease's reservation up to a
-        block when it runs low, so a personalisation line pays one SQL round trip per batch."""
+        block when it runs low, so a personalisation line pays one SQL round trip per batch.
+
+        A key whose every signature is now made is retired here.  If an older key has budget
+        again (another instance gave slots back), this lease is given back instead, and the
+        next call takes the older key (`signing_candidates`: oldest first) — so no slot of a
+        key is left unused while its successor signs."""
         lease = self._leases.get(doc)
         topped = 0
+        switch = False
+        now = self.clock.now()
         with self.store.transaction() as tx:
             for key_id, count in made.items():
                 tx.settle_signatures(key_id, used=count)
-            if lease is not None and lease.reserved < self.block_size // 4:
+                if keyq.retire_if_spent(tx, key_id):
+                    tx.append_audit(at=now, action="ds_key.retired", entity_type="key", entity_id=key_id,
+                                    details={"reason": "signature budget spent"})
+            if lease is not None and keyq.older_key_with_budget(tx, lease.key, now):
+                switch = True
+                if lease.reserved:
+                    tx.settle_signatures(lease.key.key_id, used=0, released=lease.reserved)
+            elif lease is not None and lease.reserved < self.block_size // 4:
                 try:
                     tx.reserve_signatures(lease.key.key_id, self.block_size)
                     topped = self.block_size
                 except (CounterExhausted, StaleState):
                     pass  # the next call takes what is left (or switches key) on its own path
-        if lease is not None:
+        if switch:
+            self._leases.pop(doc, None)
+        elif lease is not None:
             lease.reserved += topped
 
     def close(self) -> None:
@@ -508,7 +524,7 @@ class DsSigningService:
                     return lease, now
                 if self._reserve(lease, need) > 0:
                     return lease, now
-                self._release(doc, retire_spent=True)
+                self._release(doc)
                 continue
             self._leases[doc] = self._new_lease(doc, now, need)
         raise StaleState(f"could not hold a {doc.value} DS key reservation after repeated contention")
@@ -554,7 +570,9 @@ class DsSigningService:
                     return 0
         return 0
 
-    def _release(self, doc: DocumentType, *, retire_spent: bool = False, retire_window_at: datetime | None = None) -> None:
+    def _release(self, doc: DocumentType, *, retire_window_at: datetime | None = None) -> None:
+        """Give the lease's unused slots back; retire its key if every signature is made (or,
+        given `retire_window_at`, if its usage window is over)."""
         lease = self._leases.pop(doc, None)
         if lease is None:
             return
@@ -563,13 +581,12 @@ class DsSigningService:
                 tx.settle_signatures(lease.key.key_id, used=0, released=lease.reserved)
                 lease.reserved = 0
             now = self.clock.now()
-            retired = (retire_spent and keyq.retire_if_spent(tx, lease.key.key_id)) or (
-                retire_window_at is not None and keyq.retire_if_window_over(tx, lease.key.key_id, retire_window_at)
-            )
-            if retired:
+            spent = keyq.retire_if_spent(tx, lease.key.key_id)
+            if spent or (retire_window_at is not None
+                         and keyq.retire_if_window_over(tx, lease.key.key_id, retire_window_at)):
                 tx.append_audit(
                     at=now, action="ds_key.retired", entity_type="key", entity_id=lease.key.key_id,
-                    details={"reason": "signature budget spent" if retire_spent else "usage window over",
+                    details={"reason": "signature budget spent" if spent else "usage window over",
                              "label": lease.key.hsm_label},
                 )  # fmt: skip
 

@@ -127,3 +127,31 @@ def test_refused_mid_batch_hands_out_what_was_counted(tmp_path, keystore) -> Non
     [usage] = usage_report(world.store)
     assert (usage.signed, usage.reserved_unused) == (10, 0)
     svc.close()
+
+
+def test_slots_given_back_to_an_older_key_are_used_before_its_successor(tmp_path, keystore) -> None:  # type: ignore[no-untyped-def]
+    """Instance A holds the first key's last slots; B, finding it fully reserved, signs on the
+    successor.  A closes, giving the slots back: the key stays active (not every signature is
+    made), B's next batch switches back to it, and it ends at exactly its budget, retired."""
+    world = make_world(f"sqlite:///{tmp_path / 's.db'}", keystore, policy=SMALL)
+    first = world.issuer.issue(DocumentType.PASSPORT)
+    second = world.issuer.issue(DocumentType.PASSPORT, start=world.clock.now() + timedelta(seconds=1))
+    world.clock.advance(seconds=2)
+    a, b = service(world, block_size=8), service(world, block_size=2)
+    assert {s.key_id for s in a.sign_batch("passport", [SodInput(data_groups(i)) for i in range(2)])} == {first}
+    assert a.held_reservations() == {a._leases[DocumentType.PASSPORT].key.hsm_label: 6}  # used 2 + held 6 = 8
+    out = b.sign_batch("passport", [SodInput(data_groups(i)) for i in range(2, 5)])
+    assert [s.key_id for s in out] == [first, first, second]  # the 2 free slots, then the successor
+    usage = {u.key_id: u for u in usage_report(world.store)}
+    assert (usage[first].signed, usage[first].reserved_unused, usage[first].state) == (4, 6, "active")
+    a.close()  # gives the 6 back: the first key is not retired, its slots are free again
+    usage = {u.key_id: u for u in usage_report(world.store)}
+    assert (usage[first].signed, usage[first].reserved_unused, usage[first].state) == (4, 0, "active")
+    out = b.sign_batch("passport", [SodInput(data_groups(i)) for i in range(5, 6)])  # still on the successor
+    assert [s.key_id for s in out] == [second]
+    out = b.sign_batch("passport", [SodInput(data_groups(i)) for i in range(6, 14)])  # its settle switched back
+    assert [s.key_id for s in out] == [first] * 6 + [second] * 2
+    b.close()
+    usage = {u.key_id: u for u in usage_report(world.store)}
+    assert (usage[first].signed, usage[first].reserved_unused, usage[first].state) == (10, 0, "retired")
+    assert (usage[second].signed, usage[second].reserved_unused) == (4, 0)
