@@ -325,18 +325,22 @@ def _lib(module_path: str) -> Any:
 
 
 def _find_token(lib: Any, label: str) -> Any:
-    try:
-        return lib.get_token(token_label=label)
-    except p11_errors.NoSuchToken:
-        # A token initialised after C_Initialize is invisible until reinitialisation.
-        if not _STATE.sessions:
-            lib.reinitialize()
-            try:
-                return lib.get_token(token_label=label)
-            except p11_errors.NoSuchToken:
-                pass
-    except p11_errors.MultipleTokensReturned:
-        raise TokenNotFound(f"more than one PKCS#11 token is labelled {label!r}") from None
+    """The token labelled `label`, re-reading the slots when it is not (yet) visible.
+
+    A token initialised after C_Initialize is invisible until the module is re-initialised; and
+    SoftHSM2 builds a slot from token.object, which another process's login rewrites, so a
+    process starting at that moment can find the token unlabelled.  Re-initialising is safe
+    only while this process holds no session; the pauses are those of the login."""
+    for pause in (0.0, *_LOGIN_BACKOFF, None):
+        try:
+            return lib.get_token(token_label=label)
+        except p11_errors.NoSuchToken:
+            if _STATE.sessions or pause is None:
+                break
+        except p11_errors.MultipleTokensReturned:
+            raise TokenNotFound(f"more than one PKCS#11 token is labelled {label!r}") from None
+        time.sleep(pause)
+        lib.reinitialize()
     raise TokenNotFound(f"no PKCS#11 token labelled {label!r} in {lib.so}")
 
 
