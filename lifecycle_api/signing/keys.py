@@ -140,28 +140,27 @@ def retire_if_spent(tx: StoreTx, key_id: int) -> bool:
     return result.rowcount == 1
 
 
-def older_key_with_budget(tx: StoreTx, view: DsKeyView, now: datetime) -> bool:
-    """Is there an active key of the same document type, older than `view` (the signing order
-    of `signing_candidates`), usable now, with budget no instance holds and an active
-    certificate?  Slots given back to an older key must be used before the newer key's."""
+def older_key_with_budget(tx: StoreTx, view: DsKeyView, now: datetime) -> bool | None:
+    """Slots given back to an older key must be used before the newer key's: is there an active
+    key of the same document type, older than `view` (the order of `signing_candidates`), usable
+    now, with budget no instance holds and an active certificate?  None when there is no older
+    active key at all — the usual case, which a lease then need not ask about again."""
     older = (Key.usage_not_before < view.usage_not_before) | (
         (Key.usage_not_before == view.usage_not_before) & (Key.id < view.key_id))
-    certified = (
-        select(Certificate.id)
-        .where(Certificate.key_id == Key.id, Certificate.role == Role.DS,
-               Certificate.status == CertificateStatus.ACTIVE, Certificate.not_before <= now,
-               Certificate.not_after >= now)
-        .exists()
-    )  # fmt: skip
-    found = tx.session.scalars(
-        select(Key.id).where(
+    rows = tx.session.execute(
+        select(Key.id, Key.signatures_used + Key.signatures_reserved < Key.max_signatures).where(
             Key.role == Role.DS, Key.document_type == view.document_type, Key.state == KeyState.ACTIVE,
-            Key.id != view.key_id, older, Key.usage_not_before <= now, Key.usage_not_after > now,
-            Key.max_signatures.is_not(None), Key.signatures_used + Key.signatures_reserved < Key.max_signatures,
-            certified,
+            Key.id != view.key_id, older, Key.usage_not_after > now, Key.max_signatures.is_not(None))
+    ).all()  # fmt: skip
+    if not rows:
+        return None
+    free = [key_id for key_id, has_budget in rows if has_budget]
+    return bool(free) and tx.session.scalars(
+        select(Certificate.id).where(
+            Certificate.key_id.in_(free), Certificate.role == Role.DS, Certificate.status == CertificateStatus.ACTIVE,
+            Certificate.not_before <= now, Certificate.not_after >= now,
         ).limit(1)
-    ).first()
-    return found is not None
+    ).first() is not None
 
 
 def retire_if_window_over(tx: StoreTx, key_id: int, now: datetime) -> bool:

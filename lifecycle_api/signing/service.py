@@ -135,6 +135,7 @@ class _Lease:
     template: SodTemplate | None = None
     template_refused: bool = False
     reference: bytes = b""  # the SOD `build_sod` made first: the worker cuts its template from it
+    watch_older: bool = True  # an older active key exists (its given-back slots come first)
     signed: int = 0
     certificate_key: Any = None
     check: Callable[[bytes, bytes], None] | None = None
@@ -414,13 +415,18 @@ class DsSigningService:
         with self.store.transaction() as tx:
             for key_id, count in made.items():
                 tx.settle_signatures(key_id, used=count)
-                if keyq.retire_if_spent(tx, key_id):
+                # while we hold slots of a key, not all of its signatures can have been made
+                holding = lease is not None and lease.key.key_id == key_id and lease.reserved > 0
+                if not holding and keyq.retire_if_spent(tx, key_id):
                     tx.append_audit(at=now, action="ds_key.retired", entity_type="key", entity_id=key_id,
                                     details={"reason": "signature budget spent"})
-            if lease is not None and keyq.older_key_with_budget(tx, lease.key, now):
-                switch = True
-                if lease.reserved:
-                    tx.settle_signatures(lease.key.key_id, used=0, released=lease.reserved)
+            if lease is not None and lease.watch_older:
+                older = keyq.older_key_with_budget(tx, lease.key, now)
+                lease.watch_older = older is not None  # no older active key: none will appear
+                if older:
+                    switch = True
+                    if lease.reserved:
+                        tx.settle_signatures(lease.key.key_id, used=0, released=lease.reserved)
             elif lease is not None and lease.reserved < self.block_size // 4:
                 try:
                     tx.reserve_signatures(lease.key.key_id, self.block_size)
