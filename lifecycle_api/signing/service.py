@@ -22,18 +22,21 @@ Speed (bench/sign_bench.py): the first SOD of every lease is built by `build_sod
 others by `SodTemplate`, cut from that SOD and proven to reproduce it byte for byte (no
 asn1crypto objects on the hot path).  Counting costs one SQL transaction per batch: the
 settle tops the reservation up to a block in the same transaction.  Every signature is
-verified under the DS certificate's key by default (STYLE.md; a token returning garbage must
-not leave the building).  On SoftHSM2 an ECDSA P-256 verification costs about as much CPU as
-the signature, so inline verification roughly halves the rate; ``verify_in="process"`` moves
-it to a worker process (`verifier`) that checks chunk k while chunk k+1 is signed — the batch
-is still returned only when every signature has been verified, and a lost worker fails the
-batch closed.  It pays off only with a spare core.  `verify_every=n` (verify one fast-path
-signature in n; the first of every lease always) remains for deployments that accept the
+verified under the DS certificate's key (STYLE.md; a token returning garbage must not leave
+the building).  On SoftHSM2 an ECDSA P-256 verification costs about two thirds of the
+signature, so in one thread verification and the SOD's Python halve the HSM's rate; with more
+than one CPU (``verify_in="auto"``, the default) the signing thread only reserves, checks the
+window and signs, and the SOD worker process (`worker`) prepares, verifies and assembles
+around it — the batch is still returned only when every signature of it has been verified,
+and a lost worker fails the batch closed.  `verify_every=n` (verify one fast-path signature
+in n; the first of every lease always, inline only) remains for deployments that accept the
 risk; the default stays 1.
 
 When the current key cannot reserve any more (budget spent) or its window has ended, the
 next candidate (the successor issued by the rollover) is taken in the same call: the
-switch is the CAS failing, so it is atomic across instances.  With no candidate the call
+switch is the CAS failing, so it is atomic across instances.  Slots another instance gives
+back to an older key are taken before the successor's (`_settle`), and a key is retired only
+once every one of its signatures is made, so a key ends at exactly its budget.  With no candidate the call
 is refused with `NoSigningKey` naming the article, and an alert (audit + notification to
 the Agency and the Provider) is raised.
 """
