@@ -55,7 +55,7 @@ from fixtures.orgpki import SUB_CA_YEARS, DemoOrgPki, build_demo_org_pki
 from icao_pki.certificate import Certificate as X509Certificate
 from icao_pki.certificate import CertificateVerifyError, parse_certificate
 from icao_pki.clock import FakeClock
-from icao_pki.keystore import KeyStore
+from icao_pki.keystore import KeyLabel, KeyStore, KeyStoreConfigError
 from icao_pki.policy import (
     DEFAULT_POLICY,
     CertificateFormat,
@@ -118,8 +118,8 @@ SIM_DS_KEY_SPEC = "secp256r1"
 @dataclass(frozen=True)
 class SimEvent:
     at: datetime
-    #: ds-first | ds-rollover | ds-switch | ds-destroyed | is-renewal | dv-renewal | renewal-refused | cvca | csca |
-    #: crl | expiry | refused
+    #: ds-first | ds-rollover | ds-switch | ds-destroyed | is-destroyed | is-renewal | dv-renewal | renewal-refused |
+    #: cvca | csca | crl | expiry | refused
     kind: str
     detail: str
 
@@ -373,6 +373,13 @@ def describe_successor(box: Sandbox, reference: str) -> str:
         return f"request {req.id} {req.state.value}{reason}"
 
 
+def _key_role(label: str) -> str | None:
+    try:
+        return KeyLabel.parse(label).role
+    except KeyStoreConfigError:
+        return None
+
+
 def _job_events(at: datetime, results: dict[str, Any], describe: Callable[[str], str]) -> list[SimEvent]:
     out = []
     for action in results.get("ds-rollover-check") or []:
@@ -382,8 +389,9 @@ def _job_events(at: datetime, results: dict[str, Any], describe: Callable[[str],
                 if due.max_signatures is not None else "no signing key"
             out.append(SimEvent(at, "ds-rollover", f"successor for {due.hsm_label} ({due.reason}: {used}) → "
                                                    f"{describe(action.reference)}"))
-    out += [SimEvent(at, "ds-destroyed", f"{label} destroyed in the HSM") for label in
-            results.get("ds-key-destruction") or [] if isinstance(label, str)]
+    # the destruction job destroys retired DS keys and superseded IS keys alike: the label names the role
+    out += [SimEvent(at, "is-destroyed" if _key_role(label) == "is" else "ds-destroyed", f"{label} destroyed in the HSM")
+            for label in results.get("ds-key-destruction") or [] if isinstance(label, str)]
     for job, kind in (("is-renewals", "is-renewal"), ("dv-renewals", "dv-renewal")):
         for due, result in results.get(job) or []:
             refused = isinstance(result, str) and result.startswith("not renewed")  # SimCvAuthority.request_renewal
@@ -549,6 +557,7 @@ def _check(box: Sandbox, policy: Policy, report: SimulationReport, tally: dict[s
     report.counts = {
         "ds_keys": len(report.keys),
         "ds_certificates": ds_certificates, "ds_rollovers": kinds["ds-rollover"], "ds_destroyed": kinds["ds-destroyed"],
+        "is_destroyed": kinds["is-destroyed"],
         "is_renewals": kinds["is-renewal"], "dv_renewals": kinds["dv-renewal"],
         "renewals_refused": kinds["renewal-refused"], "cvca_events": kinds["cvca"],
         "csca_events": kinds["csca"], "crls": kinds["crl"], "expired_revoked": statuses[CertificateStatus.EXPIRED],

@@ -202,3 +202,15 @@ def test_cli_prints_a_stop_once_and_a_key_without_budget(monkeypatch: pytest.Mon
     assert "2032-02         refused      5 batch(es) refused" in lines
     assert "DS key passport-ds-00025: 0 signed of no budget, 0 reserved unused, state generated, usage None – None" in lines
     assert lines[-1].endswith("signing stopped: YES")
+
+
+def test_destroyed_keys_are_told_apart_by_the_role_in_their_label() -> None:
+    """The destruction job returns retired DS keys and superseded IS keys alike."""
+    from schedules.simulation import _job_events
+
+    at = datetime(2027, 1, 1, tzinfo=UTC)
+    events = _job_events(at, {"ds-key-destruction": ["passport-ds-00003", "passport-is-00007", 42]}, str)
+    assert [(e.kind, e.detail) for e in events] == [
+        ("ds-destroyed", "passport-ds-00003 destroyed in the HSM"),
+        ("is-destroyed", "passport-is-00007 destroyed in the HSM"),
+    ]
