@@ -63,6 +63,23 @@ SUCCESSOR_REQUEST_NEEDED = "ds.successor_request_needed"
 SUCCESSOR_REQUEST_NOTIFIED = "ds.successor_request_notified"
 
 
+def central_document_signer(services: Services, organisation_id: int, now: datetime) -> SignDocument | None:
+    """Signs request documents for an organisation whose official-use key this service's HSM
+    holds (letter 293: centralised signing), with its certificate valid at `now`; None when
+    there is no such key — the organisation must then sign and submit itself."""
+    keyring = services.keyring
+    with services.store.transaction() as tx:
+        cert = tx.centrally_held_certificate(organisation_id, now)
+        if cert is None or keyring is None or cert.hsm_label is None:
+            return None
+        label, der = cert.hsm_label, cert.der
+
+    def sign(content: bytes, when: datetime) -> bytes:
+        return build_signed_document(content, keyring.signer(label), der, when)
+
+    return sign
+
+
 @dataclass
 class AgencyFlowRequester:
     services: Services
@@ -97,17 +114,7 @@ class AgencyFlowRequester:
     def _signer(self, caller: Caller, now: datetime) -> SignDocument | None:
         if self.sign_document is not None:
             return self.sign_document
-        keyring = self.services.keyring
-        with self.services.store.transaction() as tx:
-            cert = tx.centrally_held_certificate(caller.organisation_id, now)
-            if cert is None or keyring is None or cert.hsm_label is None:
-                return None
-            label, der = cert.hsm_label, cert.der
-
-        def sign(content: bytes, when: datetime) -> bytes:
-            return build_signed_document(content, keyring.signer(label), der, when)
-
-        return sign
+        return central_document_signer(self.services, caller.organisation_id, now)
 
     def stalled_successor(self, tx: StoreTx, document_type: DocumentType) -> int | None:
         """A generated DS key of this Agency that no DS request names and whose Agency was not

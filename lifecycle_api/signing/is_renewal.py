@@ -63,9 +63,9 @@ from ..authority import Authority, GeneratedKey, Signed, key_matches
 from ..certificate_flows import IS, RENEWAL_REQUESTED, next_is_chr
 from ..hierarchy import cv_chain
 from ..services import Services
-from ..signed_documents import build_signed_document
 from ..store import AuditEntry, Key, KeyState, OperatorKind, RequestState, StoreTx
 from ..workflow import after_countersigned, submit_request
+from .flow import central_document_signer
 
 #: (organisation id, content, signing time) -> CMS signed document of that organisation
 SignDocument = Callable[[int, bytes, datetime], bytes]
@@ -212,17 +212,7 @@ class HsmIsRenewal:
         if self.sign_document is not None:
             injected = self.sign_document
             return lambda content, when: injected(organisation_id, content, when)
-        keyring = self.services.keyring
-        with self.services.store.transaction() as tx:
-            cert = tx.centrally_held_certificate(organisation_id, now)
-            if cert is None or keyring is None or cert.hsm_label is None:
-                return None
-            label, der = cert.hsm_label, cert.der
-
-        def sign(content: bytes, when: datetime) -> bytes:
-            return build_signed_document(content, keyring.signer(label), der, when)
-
-        return sign
+        return central_document_signer(self.services, organisation_id, now)
 
     def _undo(self, new: GeneratedKey, signatures: list[Signed], reason: str) -> None:
         for signed in signatures:

@@ -41,6 +41,20 @@ def _first_key_signed(pki: PkiWorld) -> tuple[dict[str, Any], Any, Any]:
     return key, services, policy
 
 
+def _agency_requester(pki: PkiWorld, services: Any) -> AgencyFlowRequester:
+    """The rollover's requester acting as the Agency's operator, signing with its test key."""
+    world = pki.world
+    with world.store.transaction() as tx:
+        operator_id = tx.session.scalars(
+            select(Operator.id).where(Operator.organisation_id == world["agency"].organisation_id)
+        ).first()
+
+    def sign(content: bytes, when: datetime) -> bytes:
+        return base64.b64decode(world.sign("agency", content, at=when))
+
+    return AgencyFlowRequester(services, operator_id, sign_document=sign)
+
+
 def test_rollover_asks_the_successor_through_the_flow(pki_sqlite: PkiWorld) -> None:
     pki, world = pki_sqlite, pki_sqlite.world
     key = pki.ds_key()
@@ -51,15 +65,7 @@ def test_rollover_asks_the_successor_through_the_flow(pki_sqlite: PkiWorld) -> N
     assert first.key_label == key["hsm_label"]
     verify_pa(first.sod, data_groups(1), trust=[_csca(pki)], at=world.clock.now())
 
-    with world.store.transaction() as tx:
-        operator_id = tx.session.scalars(
-            select(Operator.id).where(Operator.organisation_id == world["agency"].organisation_id)
-        ).first()
-
-    def sign(content: bytes, when: datetime) -> bytes:
-        return base64.b64decode(world.sign("agency", content, at=when))
-
-    requester = AgencyFlowRequester(services, operator_id, sign_document=sign)
+    requester = _agency_requester(pki, services)
     [action] = perform_rollovers(world.store, world.clock, requester, services.settings.policy, EARLY)
     assert action.due.key_id == key["key_id"]
     request_id = action.reference
@@ -95,15 +101,7 @@ def test_crash_between_successor_key_and_request_is_resumed_through_the_flow(
 
     pki, world = pki_sqlite, pki_sqlite.world
     key, services, policy = _first_key_signed(pki)
-    with world.store.transaction() as tx:
-        operator_id = tx.session.scalars(
-            select(Operator.id).where(Operator.organisation_id == world["agency"].organisation_id)
-        ).first()
-
-    def sign(content: bytes, when: datetime) -> bytes:
-        return base64.b64decode(world.sign("agency", content, at=when))
-
-    requester = AgencyFlowRequester(services, operator_id, sign_document=sign)
+    requester = _agency_requester(pki, services)
 
     def killed(*args: object, **kwargs: object) -> str:
         raise _Killed  # after the successor key and its row committed, before the request
