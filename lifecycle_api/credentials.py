@@ -3,6 +3,14 @@
 A token is ``<token_id>.<secret>``: the id (public, indexed) finds the operator, the secret
 is checked against ``scrypt$n$r$p$salt$hash`` with a constant-time comparison.  Only the
 hash is stored; the token is shown once, when it is created.
+
+A successful check is remembered for the process (`_VerifiedCache`): scrypt costs tens of
+milliseconds by design, and a personalisation line posts a batch every few dozen milliseconds
+with the same token, so without it the line's throughput would be halved by its own login.
+What is remembered is a keyed digest of the secret *together with the stored hash it matched*:
+the operator row is still read at every request, so a revoked operator or a rotated credential
+(another stored hash) misses the cache and is refused at once.  Failures are never remembered,
+so guessing still pays scrypt every time.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
+from collections import OrderedDict
 
 from .settings import ScryptParameters
 
@@ -29,8 +39,54 @@ def hash_secret(secret: str, params: ScryptParameters) -> str:
     return f"scrypt${params.n}${params.r}${params.p}${_b64(salt)}${_b64(digest)}"
 
 
+class _VerifiedCache:
+    """(stored hash, HMAC of the secret under a per-process key) pairs that scrypt accepted."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._key = secrets.token_bytes(32)
+        self._size = size
+        self._entries: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _tag(self, secret: str, stored: str) -> tuple[str, bytes]:
+        return stored, hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
+
+    def __contains__(self, pair: tuple[str, str]) -> bool:
+        tag = self._tag(*pair)
+        with self._lock:
+            if tag in self._entries:
+                self._entries.move_to_end(tag)
+                return True
+        return False
+
+    def add(self, secret: str, stored: str) -> None:
+        tag = self._tag(secret, stored)
+        with self._lock:
+            self._entries[tag] = None
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_verified = _VerifiedCache()
+
+
 def verify_secret(secret: str, stored: str) -> bool:
-    """Constant-time check of `secret` against a stored hash; False for any malformed hash."""
+    """Constant-time check of `secret` against a stored hash; False for any malformed hash.
+
+    A pair that passed before in this process passes without scrypt (module docstring)."""
+    if (secret, stored) in _verified:
+        return True
+    if not _scrypt_matches(secret, stored):
+        return False
+    _verified.add(secret, stored)
+    return True
+
+
+def _scrypt_matches(secret: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":

@@ -160,3 +160,19 @@ def test_authorization_unguarded_route_stops_the_app() -> None:
     app.include_router(router)
     with pytest.raises(RuntimeError, match="/v1/leak"):
         assert_every_route_authorized(app.routes, PUBLIC_PATHS)
+
+
+def test_authorization_a_token_accepted_before_is_refused_once_its_operator_is_deactivated(sqlite_world: World) -> None:
+    """The verified-credential cache (lifecycle_api.credentials) must not outlive the operator row."""
+    from lifecycle_api.store import Operator
+
+    provider = sqlite_world["provider"]
+    for _ in range(2):  # the second call is answered from the cache
+        assert sqlite_world.client.get("/v1/organisations", headers=provider.headers).status_code == 200
+    token_id = provider.token.split(".")[0]
+    with sqlite_world.store.transaction() as tx:
+        operator = tx.operator_by_token_id(token_id)
+        assert operator is not None
+        tx.session.get(Operator, operator.id).active = False
+    r = sqlite_world.client.get("/v1/organisations", headers=provider.headers)
+    assert r.status_code == 401 and r.json()["reason"] == "unauthenticated"
