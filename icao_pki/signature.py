@@ -9,6 +9,7 @@ brainpoolP320r1) are verified with the `ecdsa` package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -260,6 +261,28 @@ def verify_signature(
             raise SignatureError("ECDSA signature does not verify") from None
         return
     _verify_with_python_ecdsa(curve, key.point, r, s, hash_algorithm.digest(data))
+
+
+def der_ecdsa_checker(key: EcPublicKey, hash_algorithm: HashAlgorithm) -> Callable[[bytes, bytes], None] | None:
+    """``check(der_signature, data)`` for one key, raising `SignatureError`; None where
+    `cryptography` lacks the curve (use `verify_signature`).
+
+    Why: a signing service verifies every signature it makes (STYLE.md) under one key, in
+    DER it encoded itself; `verify_signature` would take the DER apart and rebuild it per call.
+    OpenSSL still refuses r or s out of range and any DER that is not canonical."""
+    public = _ec_key_object(key.curve.name, key.point)
+    if public is None:
+        return None
+    algorithm = _ecdsa(hash_algorithm)
+    verify = public.verify
+
+    def check(signature: bytes, data: bytes) -> None:
+        try:
+            verify(signature, data, algorithm)
+        except (_CryptographyInvalidSignature, ValueError):
+            raise SignatureError("ECDSA signature does not verify") from None
+
+    return check
 
 
 # Building an OpenSSL key object (point decoding and validation) costs about a tenth of a

@@ -14,17 +14,28 @@ from typing import Any
 def signature_checker(key: Any, signature_algorithm: Any) -> Callable[[bytes, bytes], None]:
     """A verifier for (signature, data) under `key` for one AlgorithmIdentifier, with the
     identifier interpreted once rather than per signature (it costs a fifth of an ECDSA
-    verification).  ECDSA and RSA PKCS#1 v1.5 go straight to `verify_signature`; anything
+    verification).  ECDSA on a curve `cryptography` has goes straight to OpenSSL with the DER as
+    made (`der_ecdsa_checker`), other ECDSA and RSA PKCS#1 v1.5 to `verify_signature`; anything
     else (RSASSA-PSS with its parameters) through the full `verify_algorithm_signature`.
     Raises `CmsSignatureError` like the latter."""
     from icao_pki.cms import CmsSignatureError, hash_from_name, verify_algorithm_signature
-    from icao_pki.signature import RsaPublicKey, SignatureError, verify_signature
+    from icao_pki.signature import RsaPublicKey, SignatureError, der_ecdsa_checker, verify_signature
     from icao_pki.signer import RsaPadding
 
     family = signature_algorithm.signature_algo
     if family not in ("ecdsa", "rsassa_pkcs1v15") or (family == "ecdsa") == isinstance(key, RsaPublicKey):
         return lambda signature, data: _ignore(verify_algorithm_signature(key, signature_algorithm, signature, data))
     hash_algorithm = hash_from_name(signature_algorithm.hash_algo)
+    direct = None if isinstance(key, RsaPublicKey) else der_ecdsa_checker(key, hash_algorithm)
+    if direct is not None:
+
+        def check_ec(signature: bytes, data: bytes) -> None:
+            try:
+                direct(signature, data)
+            except SignatureError as exc:
+                raise CmsSignatureError(str(exc), code="signature") from None
+
+        return check_ec
 
     def check(signature: bytes, data: bytes) -> None:
         try:

@@ -273,3 +273,20 @@ def test_signature_checker_accepts_good_and_refuses_bad(spec: str, padding: RsaP
     check(signature, b"signed attributes")
     with pytest.raises(CmsSignatureError):
         check(signature, b"other attributes")
+    if ec:  # what OpenSSL must refuse on the direct path, as `verify_signature` does
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+        r, s = decode_dss_signature(signature)
+        n = key.curve.n  # type: ignore[union-attr]
+        for bad in (encode_dss_signature(r + n, s), encode_dss_signature(r, n), encode_dss_signature(0, s),
+                    _with_padded_r(signature), signature + b"\x00"):
+            with pytest.raises(CmsSignatureError):
+                check(bad, b"signed attributes")
+
+
+def _with_padded_r(der: bytes) -> bytes:
+    """The same ECDSA-Sig-Value with a superfluous 0x00 before r: valid BER, not DER."""
+    assert der[0] == 0x30 and der[1] < 0x80 and der[2] == 0x02
+    r_len = der[3]
+    body = b"\x02" + bytes((r_len + 1,)) + b"\x00" + der[4:4 + r_len] + der[4 + r_len:]
+    return b"\x30" + bytes((len(body),)) + body
