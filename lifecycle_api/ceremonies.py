@@ -32,6 +32,7 @@ from icao_pki.certificate import (
     build_csca_link_certificate,
     parse_certificate,
 )
+from icao_pki.clock import ensure_utc
 from icao_pki.crl import build_crl, verify_crl
 from icao_pki.keystore import KEY_SPECS
 from icao_pki.names import DistinguishedName
@@ -87,6 +88,9 @@ class Proposal:
     key_spec: str
     validity_months: int
     key_usage_months: int
+    #: a CSCA's key is not used before this (the 90-day notice to receiving states, ICAO 9303-12
+    #: §4.1.4): until then the previous CSCA keeps signing (`StoreTx.active_ca` reads the window)
+    key_usage_from: datetime | None = None
 
 
 def check_proposal(payload: dict[str, Any], policy: Policy) -> Proposal:
@@ -115,7 +119,28 @@ def check_proposal(payload: dict[str, Any], policy: Policy) -> Proposal:
     else:
         policy.check_certificate(role, document_type, Window(start, cv_max_expiration(start, validity)),
                                  certificate_format=CertificateFormat.CV)
-    return Proposal(kind, role, document_type, spec, validity, usage)
+    usage_from = payload.get("key_usage_from")
+    if usage_from is not None:
+        if role is not Role.CSCA:
+            raise InvalidInput("key_usage_from is for a CSCA ceremony (its 90-day advance notice)", kind=kind)
+        try:
+            usage_from = ensure_utc(datetime.fromisoformat(str(usage_from)))
+        except ValueError:
+            raise InvalidInput("key_usage_from must be an ISO 8601 date-time with a time zone",
+                               key_usage_from=str(usage_from)) from None
+    return Proposal(kind, role, document_type, spec, validity, usage, usage_from)
+
+
+def csca_usage(p: Proposal, now: datetime) -> Window:
+    """The new CSCA key's usage window: from the notice's end (or now, if that has passed) to
+    `key_usage_months` after the ceremony — a later start shortens it, never moves its end, so the
+    certificate (validity counted from the ceremony) still covers every DS it will sign."""
+    start = now if p.key_usage_from is None else max(now, p.key_usage_from)
+    usage = Window(start, add_months(now, p.key_usage_months))
+    if usage.start >= usage.end:
+        raise InvalidInput(f"key_usage_from {start.isoformat()} leaves the new CSCA key no usage period",
+                           key_usage_from=start.isoformat())
+    return usage
 
 
 def propose(tx: StoreTx, services: Services, caller: Caller, payload: dict[str, Any]) -> Request:
@@ -127,6 +152,9 @@ def propose(tx: StoreTx, services: Services, caller: Caller, payload: dict[str, 
     body = {"kind": proposal.kind, "document_type": proposal.document_type.value, "key_spec": proposal.key_spec,
             "validity_months": proposal.validity_months, "key_usage_months": proposal.key_usage_months,
             "proposed_by_operator_id": caller.operator_id, "proposed_by": caller.operator_name}
+    if proposal.key_usage_from is not None:
+        csca_usage(proposal, now)  # refused now rather than at the approval
+        body["key_usage_from"] = proposal.key_usage_from.isoformat()
     req = tx.add_request(request_id=str(uuid.uuid4()), request_type=CEREMONY,
                          document_type=proposal.document_type, applicant_organisation_id=caller.organisation_id,
                          ministry=None, payload=body, deadline=None, now=now)
@@ -179,11 +207,33 @@ def approve(services: Services, caller: Caller, request_id: str) -> Request:
     try:
         products = _sign(services, authority, proposal, key, request_id, now, issuer, previous)
         with store.transaction() as tx:
-            return _store(tx, services, authority, caller, request_id, proposal, products, now)
+            done = _store(tx, services, authority, caller, request_id, proposal, products, now)
     except Exception as exc:
         authority.discard(key, f"ceremony {request_id} failed: {type(exc).__name__}: {exc}",
                           actor_organisation_id=caller.organisation_id)
         raise
+    if proposal.role is Role.CSCA:
+        _publish_master_list(services, caller, request_id, proposal.document_type, now)
+    return done
+
+
+def _publish_master_list(services: Services, caller: Caller, request_id: str, doc: DocumentType,
+                         now: datetime) -> None:
+    """A new CSCA (and its link certificate) goes into a new Master List at once (ICAO 9303-12
+    §4.1.4, the Master List being the secondary channel of the 90-day notice).  The ceremony has
+    committed by now: a failure here is recorded, and the Provider publishes again by hand
+    (``POST /v1/publication/master-list``)."""
+    from .publication import publish_master_list
+
+    try:
+        published = publish_master_list(services, caller, doc)
+        action, details = "ceremony.master_list_published", {"master_list": published.get("id")}
+    except Exception as exc:  # the ceremony stands; the list can be published again
+        action, details = "ceremony.master_list_failed", {"error": f"{type(exc).__name__}: {exc}"}
+    with services.store.transaction() as tx:
+        tx.append_audit(at=now, action=action, entity_type="request", entity_id=request_id,
+                        details={"document_type": doc.value, **details},
+                        actor_organisation_id=caller.organisation_id, actor_operator_id=caller.operator_id)
 
 
 def _sign(services: Services, authority: Authority, p: Proposal, key: GeneratedKey, request_id: str, now: datetime,
@@ -192,7 +242,7 @@ def _sign(services: Services, authority: Authority, p: Proposal, key: GeneratedK
     doc = p.document_type
     if p.role is Role.CSCA:
         validity = Window(now, add_months(now, p.validity_months))
-        usage = Window(now, add_months(now, p.key_usage_months))
+        usage = csca_usage(p, now)
         subject = DistinguishedName(common_name=f"CSCA Viet Nam {doc.label}", organizational_unit=doc.label)
         crl_points = [crl_url(services, doc)]
 

@@ -3,6 +3,7 @@ and the public, read-only publication (`/v1/pub/...`, listed in `app.PUBLIC_PATH
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -51,6 +52,8 @@ class CeremonyIn(BaseModel):
     key_spec: str | None = Field(default=None, description=f"one of {', '.join(KEY_SPECS)}")
     validity_months: int | None = None
     key_usage_months: int | None = None
+    key_usage_from: datetime | None = Field(
+        default=None, description="CSCA only: the new key signs nothing before this (the 90-day notice)")
 
 
 class DsKeyIn(BaseModel):
@@ -78,8 +81,8 @@ class MasterListIn(BaseModel):
 @router.post("/ceremonies", status_code=status.HTTP_201_CREATED, tags=["ceremonies"],
              summary="Propose a key ceremony (CSCA, CVCA, DVCA); a second Provider officer must approve")
 def post_ceremony(body: CeremonyIn, caller: ProviderCaller, services: ServicesDep) -> RequestPublic:
-    payload = {k: (v.value if isinstance(v, DocumentType) else v) for k, v in body.model_dump().items()
-               if v is not None}
+    payload = {k: (v.value if isinstance(v, DocumentType) else v.isoformat() if isinstance(v, datetime) else v)
+               for k, v in body.model_dump().items() if v is not None}
     with services.store.transaction() as tx:
         return request_public(tx, propose(tx, services, caller, payload))
 

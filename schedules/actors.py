@@ -5,8 +5,10 @@ proposes, a *different* officer approves, and only then are the new key, the lin
 certificate (and, for a CSCA, the first CRL) made (`lifecycle_api.ceremonies`).  A schedule
 must never be the second pair of eyes, so `CeremonyProposer` only *proposes* — as the
 Provider's service account — and records the notice (for a CSCA the 90-day advance notice
-to every Agency and foreign state, ICAO 9303-12 §5.1.2); an officer approves, and then the
-new Master List is published (`lifecycle_api.publication.publish_master_list`).
+to every Agency and foreign state, ICAO 9303-12 §4.1.4).  A CSCA proposal carries the notice's
+end as ``key_usage_from``: approved any day, the new key signs no DS certificate before
+receiving states have had their 90 days, and the previous CSCA signs until then.  An officer
+approves; the ceremony then publishes the new Master List (new CSCA and link certificate).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from lifecycle_api.services import Services
 from lifecycle_api.signing.is_renewal import HsmIsRenewal
 from lifecycle_api.store import Certificate, Operator, Request, RequestState
 
-from .decisions import CaRolloverDue, CaRolloverNotices, RenewalDue, RenewalNotices
+from .decisions import CSCA_ADVANCE_NOTICE, CaRolloverDue, CaRolloverNotices, RenewalDue, RenewalNotices
 
 
 @dataclass
@@ -54,9 +56,10 @@ class CeremonyProposer:
             ).all()
             existing = next((r.id for r in pending if r.payload.get("kind") == kind), None)
             if existing is None:
-                existing = propose(tx, self.services, self._caller(), {
-                    "kind": kind, "document_type": due.document_type.value,
-                }).id
+                payload = {"kind": kind, "document_type": due.document_type.value}
+                if kind == "csca":  # the new key signs nothing before the notice's 90 days are over
+                    payload["key_usage_from"] = (now + CSCA_ADVANCE_NOTICE).isoformat()
+                existing = propose(tx, self.services, self._caller(), payload).id
                 tx.append_audit(at=now, action=f"{kind}.rollover_proposed", entity_type="key", entity_id=due.key_id,
                                 details={"ceremony_request_id": existing, "holder": due.hsm_label,
                                          "usage_not_after": due.usage_not_after.isoformat()})
