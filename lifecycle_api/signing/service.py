@@ -612,7 +612,9 @@ class DsSigningService:
             self._last_alert[doc] = now
             with self.store.transaction() as tx:
                 alert_no_signing_key(tx, document_type=doc, now=now, article=article, detail=detail)
-        log.error(detail)
+            log.error(detail)
+        else:  # a line retrying every batch would fill the log with one line per batch
+            log.info(detail)
         raise NoSigningKey(detail, document_type=doc.value, article=article)
 
 

@@ -70,13 +70,19 @@ def test_budget_is_exact_and_switches_to_successor(tmp_path, keystore) -> None: 
     assert usage[second].signed == 3
 
 
-def test_no_successor_refuses_naming_the_article_and_alerts(tmp_path, keystore) -> None:  # type: ignore[no-untyped-def]
+def test_no_successor_refuses_naming_the_article_and_alerts(tmp_path, keystore, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
     world = make_world(f"sqlite:///{tmp_path / 's.db'}", keystore, policy=SMALL)
     world.issuer.issue(DocumentType.PASSPORT)
     svc = service(world, block_size=3)
     svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(10)])
-    with pytest.raises(NoSigningKey, match=r"Art\. 23\.1b"):
-        svc.sign_sod("passport", data_groups(11))
+    caplog.set_level(logging.INFO, logger="lifecycle_api.signing.service")
+    for _ in range(3):  # a line retrying: one alert and one error line per alert interval
+        with pytest.raises(NoSigningKey, match=r"Art\. 23\.1b"):
+            svc.sign_sod("passport", data_groups(11))
+    levels = [r.levelno for r in caplog.records if "Art. 23.1b" in r.getMessage()]
+    assert levels == [logging.ERROR, logging.INFO, logging.INFO]
     [usage] = usage_report(world.store)
     assert (usage.signed, usage.reserved_unused) == (10, 0)
     with world.store.transaction() as tx:
