@@ -15,12 +15,11 @@ choked on them are a recorded interoperability bug, STANDARDS.md §2.5).
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
 from icao_pki.curves import Curve
+from icao_pki.lru import BoundedSet
 from icao_pki.policy import Window
 from icao_pki.signature import (
     PSS_ANY_SALT,
@@ -194,8 +193,7 @@ class VerifiedSignatureCache:
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self.enabled = True
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._seen = BoundedSet(size)
 
     @staticmethod
     def key(key: PublicKey, algorithm: TaAlgorithm, signature: bytes, data: bytes) -> bytes:
@@ -210,25 +208,14 @@ class VerifiedSignatureCache:
         return h.digest()
 
     def __contains__(self, digest: bytes) -> bool:
-        if not self.enabled:
-            return False
-        with self._lock:
-            if digest in self._seen:
-                self._seen.move_to_end(digest)
-                return True
-            return False
+        return self.enabled and digest in self._seen
 
     def add(self, digest: bytes) -> None:
-        if not self.enabled:
-            return
-        with self._lock:
-            self._seen[digest] = None
-            while len(self._seen) > self.size:
-                self._seen.popitem(last=False)
+        if self.enabled:
+            self._seen.add(digest)
 
     def clear(self) -> None:
-        with self._lock:
-            self._seen.clear()
+        self._seen.clear()
 
 
 #: shared by every certificate/request verification in the process

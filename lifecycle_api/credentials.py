@@ -19,8 +19,8 @@ import base64
 import hashlib
 import hmac
 import secrets
-import threading
-from collections import OrderedDict
+
+from icao_pki.lru import BoundedSet
 
 from .settings import ScryptParameters
 
@@ -44,31 +44,19 @@ class _VerifiedCache:
 
     def __init__(self, size: int = 4096) -> None:
         self._key = secrets.token_bytes(32)
-        self._size = size
-        self._entries: OrderedDict[tuple[str, bytes], None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._pairs = BoundedSet(size)
 
     def _tag(self, secret: str, stored: str) -> tuple[str, bytes]:
         return stored, hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
 
     def __contains__(self, pair: tuple[str, str]) -> bool:
-        tag = self._tag(*pair)
-        with self._lock:
-            if tag in self._entries:
-                self._entries.move_to_end(tag)
-                return True
-        return False
+        return self._tag(*pair) in self._pairs
 
     def add(self, secret: str, stored: str) -> None:
-        tag = self._tag(secret, stored)
-        with self._lock:
-            self._entries[tag] = None
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+        self._pairs.add(self._tag(secret, stored))
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._pairs.clear()
 
 
 _verified = _VerifiedCache()
