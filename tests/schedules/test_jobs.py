@@ -150,9 +150,12 @@ def test_runner_leads_registers_and_runs_jobs(tmp_path: Path) -> None:
     engine = s.engine
     ran: list[str] = []
     ctx = JobContext(store=s, clock=FakeClock(T0), deliver_notifications=lambda: ran.append("delivered"))
+    # the same configuration on both (two instances of one deployment): either may lead
+    intervals = {"notification-delivery": timedelta(seconds=0.3)}
     a = ScheduleRunner(ctx, engine, LeaderLock(engine), context_name="r", retry=timedelta(seconds=0.2),
-                       intervals={"notification-delivery": timedelta(seconds=0.3)})
-    b = ScheduleRunner(ctx, engine, LeaderLock(engine), context_name="r", retry=timedelta(seconds=0.2))
+                       intervals=intervals)
+    b = ScheduleRunner(ctx, engine, LeaderLock(engine), context_name="r", retry=timedelta(seconds=0.2),
+                       intervals=intervals)
     a.start()
     b.start()
     deadline = time.monotonic() + 10
