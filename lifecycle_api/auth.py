@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .credentials import split_token, verify_secret
 from .errors import AuthenticationFailed, Forbidden
-from .store import PartyType
+from .store import Operator, PartyType, Store, StoreTx
 
 _bearer = HTTPBearer(auto_error=False, description="`<token_id>.<secret>` issued to an operator or service account")
 
@@ -33,6 +33,21 @@ class Caller:
     ministry: str | None
 
 
+def caller_of(tx: StoreTx, operator: Operator) -> Caller:
+    """The caller an operator acts as (its organisation read in `tx`): for the HTTP layer and for
+    the service's own actors (schedules, rollover requesters) that act as a named operator."""
+    org = tx.organisation(operator.organisation_id)
+    return Caller(operator.id, operator.name, org.id, org.name, org.party_type, org.ministry)
+
+
+def operator_caller(store: Store, operator_id: int, role: str) -> Caller:
+    """`caller_of` for an operator id the deployment configured (`role` names it in the error)."""
+    with store.transaction() as tx:
+        operator = tx.session.get(Operator, operator_id)
+        assert operator is not None, f"unknown {role} operator"
+        return caller_of(tx, operator)
+
+
 def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     services = request.app.state.services
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -45,15 +60,7 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
         operator = tx.operator_by_token_id(token_id)
         if operator is None or not operator.active or not verify_secret(secret, operator.credential_hash):
             raise AuthenticationFailed("unknown or revoked credential")
-        org = tx.organisation(operator.organisation_id)
-        return Caller(
-            operator_id=operator.id,
-            operator_name=operator.name,
-            organisation_id=org.id,
-            organisation_name=org.name,
-            party_type=org.party_type,
-            ministry=org.ministry,
-        )
+        return caller_of(tx, operator)
 
 
 def allow(*parties: PartyType) -> Callable[..., Caller]:

@@ -50,6 +50,7 @@ from .auth import Caller
 from .authority import Authority, CaKey, GeneratedKey, Signed
 from .errors import Forbidden, InvalidInput
 from .hierarchy import authority_of, current_ca, day_end, day_start, publish, store_cv, store_x509
+from .publication import publish_master_list
 from .services import Services
 from .store import CrlScope, KeyState, PartyType, PublishedKind, Request, RequestState, StoreTx
 
@@ -223,8 +224,6 @@ def _publish_master_list(services: Services, caller: Caller, request_id: str, do
     §4.1.4, the Master List being the secondary channel of the 90-day notice).  The ceremony has
     committed by now: a failure here is recorded, and the Provider publishes again by hand
     (``POST /v1/publication/master-list``)."""
-    from .publication import publish_master_list
-
     try:
         published = publish_master_list(services, caller, doc)
         action, details = "ceremony.master_list_published", {"master_list": published.get("id")}

@@ -20,11 +20,11 @@ from datetime import datetime
 from sqlalchemy import select
 
 from icao_pki.policy import DocumentType, Role
-from lifecycle_api.auth import Caller
+from lifecycle_api.auth import Caller, operator_caller
 from lifecycle_api.ceremonies import CEREMONY, propose
 from lifecycle_api.services import Services
 from lifecycle_api.signing.is_renewal import HsmIsRenewal
-from lifecycle_api.store import Certificate, Operator, Request, RequestState
+from lifecycle_api.store import Certificate, Request, RequestState
 
 from .decisions import CSCA_ADVANCE_NOTICE, CaRolloverDue, CaRolloverNotices, RenewalDue, RenewalNotices
 
@@ -35,11 +35,7 @@ class CeremonyProposer:
     provider_operator_id: int
 
     def _caller(self) -> Caller:
-        with self.services.store.transaction() as tx:
-            operator = tx.session.get(Operator, self.provider_operator_id)
-            assert operator is not None, "unknown Provider operator"
-            org = tx.organisation(operator.organisation_id)
-            return Caller(operator.id, operator.name, org.id, org.name, org.party_type, org.ministry)
+        return operator_caller(self.services.store, self.provider_operator_id, "Provider")
 
     def rollover(self, due: CaRolloverDue, now: datetime) -> str:
         reference = self.propose_once(due.role.value, due, now)

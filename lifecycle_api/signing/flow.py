@@ -45,7 +45,7 @@ from sqlalchemy import select
 
 from icao_pki.policy import DocumentType, Role
 
-from ..auth import Caller
+from ..auth import Caller, operator_caller
 from ..authority import Signed
 from ..certificate_flows import DS, create_ds_key, ds_subject
 from ..csr import build_csr, parse_and_verify_csr
@@ -96,11 +96,7 @@ class AgencyFlowRequester:
             raise ValueError("stall_after and renotify_after must not be negative")
 
     def _caller(self) -> Caller:
-        with self.services.store.transaction() as tx:
-            operator = tx.session.get(Operator, self.agency_operator_id)
-            assert operator is not None, "unknown agency operator"
-            org = tx.organisation(operator.organisation_id)
-            return Caller(operator.id, operator.name, org.id, org.name, org.party_type, org.ministry)
+        return operator_caller(self.services.store, self.agency_operator_id, "agency")
 
     def successor_pending(self, tx: StoreTx, document_type: DocumentType) -> bool:
         open_states = [s for s in RequestState if not s.terminal]

@@ -58,7 +58,7 @@ from cvc.validation import verify_request
 from icao_pki.keystore import KeyInactive, KeyNotFound
 from icao_pki.policy import CertificateFormat, DocumentType, Role
 
-from ..auth import Caller
+from ..auth import Caller, caller_of
 from ..authority import Authority, GeneratedKey, Signed, key_matches
 from ..certificate_flows import IS, RENEWAL_REQUESTED, next_is_chr
 from ..hierarchy import cv_chain
@@ -193,14 +193,11 @@ class HsmIsRenewal:
         return None
 
     def _caller(self, tx: StoreTx, organisation_id: int) -> Caller | None:
-        org = tx.organisation(organisation_id)
         operators = tx.operators(organisation_id)
         wanted = self.operator_ids.get(organisation_id)
         operator = next((o for o in operators if o.id == wanted), None) if wanted is not None else next(
             (o for o in operators if o.kind is OperatorKind.SERVICE_ACCOUNT), None)
-        if operator is None:
-            return None
-        return Caller(operator.id, operator.name, org.id, org.name, org.party_type, org.ministry)
+        return None if operator is None else caller_of(tx, operator)
 
     def _dv_chr(self, tx: StoreTx, current: _Current, now: datetime) -> str:
         found = tx.active_ca(Role.DVCA, current.document_type, now, certificate_format=CertificateFormat.CV)

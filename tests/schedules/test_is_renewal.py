@@ -20,6 +20,17 @@ from tests.schedules.support import hsm_is_renewals
 pytestmark = pytest.mark.hsm
 
 
+def _issue_is_due(pki: PkiWorld, *, in_hsm: bool, seq: int) -> tuple[int, str, str]:
+    """`_issue_is`, then the clock set to 5 days before that certificate expires (renewal due)."""
+    world = pki.world
+    issued = _issue_is(pki, in_hsm=in_hsm, seq=seq)
+    with world.store.transaction() as tx:
+        not_after = tx.certificate(issued[0]).not_after
+    world.clock.set(not_after - timedelta(days=5))
+    world.import_crls()  # the organisations' CRLs of that day (signed documents are checked against them)
+    return issued
+
+
 def _issue_is(pki: PkiWorld, *, in_hsm: bool, seq: int) -> tuple[int, str, str]:
     """An IS certificate for the IS operator; its key recorded as held here when `in_hsm`."""
     world = pki.world
@@ -53,11 +64,7 @@ def test_is_renewal_is_requested_authenticated_by_the_current_key_and_completes(
 
     monkeypatch.setattr(is_renewal, "after_countersigned", spy)
     pki, world = pki_sqlite, pki_sqlite.world
-    cert_id, chr, label = _issue_is(pki, in_hsm=True, seq=1)
-    with world.store.transaction() as tx:
-        not_after = tx.certificate(cert_id).not_after
-    world.clock.set(not_after - timedelta(days=5))
-    world.import_crls()  # the organisations' CRLs of that day (signed documents are checked against them)
+    cert_id, chr, label = _issue_is_due(pki, in_hsm=True, seq=1)
     renewals = hsm_is_renewals(pki)
     [(due, reference)] = decisions.run_renewals(world.store, world.clock, Role.IS, renewals)
     assert due.certificate_id == cert_id and reference.startswith("request:")
@@ -94,11 +101,7 @@ def test_is_renewal_is_requested_authenticated_by_the_current_key_and_completes(
 
 def test_is_key_not_held_here_is_only_noticed(pki_sqlite: PkiWorld) -> None:
     pki, world = pki_sqlite, pki_sqlite.world
-    cert_id, _, _ = _issue_is(pki, in_hsm=False, seq=7)
-    with world.store.transaction() as tx:
-        not_after = tx.certificate(cert_id).not_after
-    world.clock.set(not_after - timedelta(days=5))
-    world.import_crls()  # the organisations' CRLs of that day (signed documents are checked against them)
+    cert_id, _, _ = _issue_is_due(pki, in_hsm=False, seq=7)
     [(due, reference)] = decisions.run_renewals(world.store, world.clock, Role.IS, hsm_is_renewals(pki))
     assert due.certificate_id == cert_id and reference == "noticed"
     with world.store.transaction() as tx:
