@@ -11,6 +11,7 @@ from sqlalchemy import Engine, event, func, select, text, update
 from sqlalchemy import create_engine as _sa_create_engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.util import identity_key
 
 from icao_pki.policy import CertificateFormat, DocumentType, Role
 
@@ -450,7 +451,9 @@ class StoreTx:
                 | (Key.signatures_used + Key.signatures_reserved + count <= Key.max_signatures),
             )
             .values(signatures_reserved=Key.signatures_reserved + count)
+            .execution_options(synchronize_session=False)
         )
+        self._expire_counters(key_id)
         if result.rowcount != 1:
             row = self.key(key_id)
             if row.state is not KeyState.ACTIVE:
@@ -464,6 +467,15 @@ class StoreTx:
                 max=row.max_signatures,
             )
 
+    def _expire_counters(self, key_id: int) -> None:
+        """The counters just changed in SQL: a `Key` of this session must read them again.
+
+        Cheaper than SQLAlchemy's "evaluate" synchronisation, which re-interprets the UPDATE's
+        WHERE clause in Python at every call (the signing service settles once per batch)."""
+        loaded = self.session.identity_map.get(identity_key(Key, key_id))
+        if loaded is not None:
+            self.session.expire(loaded, ["signatures_used", "signatures_reserved"])
+
     def settle_signatures(self, key_id: int, *, used: int, released: int = 0) -> None:
         """Turn reserved signatures into used ones (`used`) or give them back (`released`)."""
         total = used + released
@@ -474,7 +486,9 @@ class StoreTx:
                 signatures_reserved=Key.signatures_reserved - total,
                 signatures_used=Key.signatures_used + used,
             )
+            .execution_options(synchronize_session=False)
         )
+        self._expire_counters(key_id)
         if result.rowcount != 1:
             raise StaleState(f"key {key_id} has fewer than {total} reserved signatures", key_id=key_id)
 

@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from icao_pki.policy import DocumentType, Role
 from lifecycle_api.errors import Conflict, CounterExhausted, StaleState
 from lifecycle_api.store import KeyState, PartyType, RequestState, Store
+from lifecycle_api.store.models import Key
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -75,6 +77,21 @@ def test_store_reserve_signatures_stops_at_max(store: Store) -> None:
         tx.reserve_signatures(key_id, 1)
         key = tx.key(key_id)
         assert (key.signatures_used, key.signatures_reserved) == (2, 1)
+
+
+def test_store_counter_updates_refresh_a_key_loaded_in_the_same_transaction(store: Store) -> None:
+    """The counters change in SQL only; a `Key` this transaction already holds must not keep
+    the old values (a select returns the loaded object as it is)."""
+    key_id = _ds_key(store, max_signatures=10)
+    with store.transaction() as tx:
+        loaded = tx.session.scalars(select(Key).where(Key.id == key_id)).one()
+        assert (loaded.signatures_used, loaded.signatures_reserved) == (0, 0)
+        tx.reserve_signatures(key_id, 4)
+        assert (loaded.signatures_used, loaded.signatures_reserved) == (0, 4)
+        tx.settle_signatures(key_id, used=3, released=1)
+        again = tx.session.scalars(select(Key).where(Key.id == key_id)).one()
+        assert again is loaded
+        assert (loaded.signatures_used, loaded.signatures_reserved) == (3, 0)
 
 
 def test_store_reserve_signatures_concurrent_never_exceeds_max(store: Store) -> None:
