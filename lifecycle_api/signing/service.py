@@ -226,7 +226,7 @@ class DsSigningService:
     #: than `pipeline_min` stay inline: the round trip would cost more than it saves.
     verify_in: str = "auto"
     verify_chunk: int = 64
-    finish_every: int = 16
+    finish_every: int = 32
     pipeline_min: int = 16
     _worker: SodWorker | None = field(default=None, init=False, repr=False)
     _leases: dict[DocumentType, _Lease] = field(default_factory=dict, init=False, repr=False)
@@ -321,8 +321,7 @@ class DsSigningService:
             self._worker = SodWorker()
         worker = self._worker
         hash_name = self.hash_algorithm.value
-        size = max(1, self.verify_chunk)
-        chunks = [range(i, min(i + size, len(items))) for i in range(start, len(items), size)]
+        chunks = _chunks(start, len(items), max(1, self.verify_chunk))
         preps: list[tuple[int, datetime]] = []
         finishing: list[tuple[int, list[tuple[_Lease, datetime]]]] = []  # (finish id, who signed when)
         failure: Exception | None = None
@@ -629,6 +628,13 @@ def _hand_over(worker: SodWorker, chunk_id: int, parts: list[tuple[int | None, b
         worker.drop(chunk_id)
     worker.poll()  # take the worker's answers so it never waits on us
     return len(parts)
+
+
+def _chunks(start: int, end: int, size: int) -> list[range]:
+    """Items ``start…end`` in chunks of `size`, the first one a quarter of that: the signing
+    thread waits for the worker to prepare the first chunk, and for nothing after it."""
+    first = min(end, start + max(1, size // 4))
+    return [range(start, first)] + [range(i, min(i + size, end)) for i in range(first, end, size)]
 
 
 def _numbered_bytes(values: Mapping[Any, Any], what: str) -> dict[int, bytes]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from icao_pki.pa import verify_pa
 from icao_pki.policy import DocumentType
@@ -15,7 +17,7 @@ from icao_pki.signer import HashAlgorithm, RsaPadding
 from icao_pki.sod import hash_data_groups
 from lifecycle_api.signing import DsSigningService, SodInput, usage_report
 from lifecycle_api.signing import keys as keyq
-from lifecycle_api.signing.service import InvalidSodInput, SigningFailed
+from lifecycle_api.signing.service import InvalidSodInput, SigningFailed, _chunks
 from lifecycle_api.signing.worker import SodWorker, WorkerUnavailable
 from tests.signing.support import SigningWorld, data_groups
 
@@ -55,6 +57,15 @@ def _service(world: SigningWorld, keystore: Any = None, **kw: Any) -> DsSigningS
                             verify_in="process", verify_chunk=8, pipeline_min=1, **kw)  # fmt: skip
 
 
+@given(start=st.integers(0, 40), count=st.integers(0, 300), size=st.integers(1, 80))
+def test_chunks_cover_every_item_once_in_order_with_a_short_first_chunk(start: int, count: int, size: int) -> None:
+    chunks = _chunks(start, start + count, size)
+    assert [i for chunk in chunks for i in chunk] == list(range(start, start + count))
+    assert all(len(chunk) <= size for chunk in chunks)
+    assert len(chunks[0]) == min(count, max(1, size // 4))  # the signing thread's wait for the worker
+    assert all(len(chunk) == size for chunk in chunks[1:-1])
+
+
 def test_worker_made_sods_pass_pa_and_are_counted(sworld: SigningWorld) -> None:
     sworld.issuer.issue(DocumentType.PASSPORT)
     svc = _service(sworld, block_size=16)
@@ -66,7 +77,7 @@ def test_worker_made_sods_pass_pa_and_are_counted(sworld: SigningWorld) -> None:
     finally:
         svc.close()
     assert svc._worker is None
-    for i in (0, 1, 8, 17, 29):  # the first (build_sod), chunk edges, the last
+    for i in (0, 1, 2, 3, 10, 11, 29):  # the first (build_sod), chunk edges (1-2, 3-10, 11-18, …), the last
         verify_pa(out[i].sod, data_groups(i), trust=[sworld.csca_der], at=sworld.clock.now())
     verify_pa(hashed[2].sod, data_groups(32), trust=[sworld.csca_der], at=sworld.clock.now())
     assert len({signed.sod for signed in out}) == 30
