@@ -23,8 +23,8 @@ from sqlalchemy import Engine
 
 from icao_pki.clock import Clock
 from icao_pki.policy import DEFAULT_POLICY, Policy, Role
+from lifecycle_api.signing import unused_keys
 from lifecycle_api.signing.rollover import (
-    KeyDestroyer,
     RolloverThresholds,
     SuccessorRequester,
     destroy_retired,
@@ -49,7 +49,7 @@ class JobContext:
     store: Store
     clock: Clock
     policy: Policy = DEFAULT_POLICY
-    keystore: KeyDestroyer | None = None
+    keystore: unused_keys.HsmKeys | None = None
     successor: SuccessorRequester | None = None
     thresholds: RolloverThresholds = field(default_factory=RolloverThresholds)
     renewals: decisions.RenewalRequester | None = None
@@ -61,6 +61,9 @@ class JobContext:
     #: the request types its policy acts on; None: stranded requests wait for an officer
     auto_act: Callable[[str], Any] | None = None
     auto_act_types: Sequence[str] = ()
+    #: DS / IS keys generated in the HSM and still uncertified this long after, with no request
+    #: in progress naming them, are destroyed (`lifecycle_api.signing.unused_keys`)
+    unused_key_max_age: timedelta = unused_keys.DEFAULT_MAX_AGE
 
 
 def _ds_rollover(ctx: JobContext) -> Any:
@@ -76,6 +79,13 @@ def _ds_destruction(ctx: JobContext) -> Any:
         return retire_expired(ctx.store, ctx.clock) + retire_superseded_is_keys(ctx.store, ctx.clock)
     return destroy_retired(ctx.store, ctx.keystore, ctx.clock) + destroy_superseded_is_keys(
         ctx.store, ctx.keystore, ctx.clock)
+
+
+def _unused_keys(ctx: JobContext) -> Any:
+    """Keys generated for a certificate request that never came (or never finished) leave the HSM."""
+    if ctx.keystore is None:
+        return unused_keys.unused_keys(ctx.store, ctx.clock, ctx.unused_key_max_age)
+    return unused_keys.destroy_unused_keys(ctx.store, ctx.keystore, ctx.clock, ctx.unused_key_max_age)
 
 
 def _renewals(role: Role) -> Callable[[JobContext], Any]:
@@ -133,6 +143,7 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {
     "ds-rollover-check": JobSpec(_ds_rollover, timedelta(minutes=15), timedelta(minutes=15)),
     "ds-key-destruction": JobSpec(_ds_destruction, timedelta(hours=1), timedelta(hours=1)),
+    "unused-key-destruction": JobSpec(_unused_keys, timedelta(hours=6), timedelta(hours=6)),
     "is-renewals": JobSpec(_renewals(Role.IS), timedelta(hours=1), timedelta(hours=1)),
     "dv-renewals": JobSpec(_renewals(Role.DVCA), timedelta(hours=6), timedelta(hours=6)),
     "cvca-rollover": JobSpec(_ca_rollover(Role.CVCA), timedelta(days=1), timedelta(days=1)),

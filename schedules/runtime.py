@@ -27,6 +27,7 @@ from lifecycle_api.signing.crl import HsmCrlIssuer
 from lifecycle_api.signing.flow import AgencyFlowRequester
 from lifecycle_api.signing.is_renewal import HsmIsRenewal
 from lifecycle_api.signing.rollover import RolloverThresholds, SuccessorRequester
+from lifecycle_api.signing.unused_keys import DEFAULT_MAX_AGE
 from lifecycle_api.store import StoreTx
 from lifecycle_api.workflow import after_countersigned
 
@@ -66,6 +67,7 @@ def job_context(
     payload_signer: PayloadSigner | None = None,
     thresholds: RolloverThresholds | None = None,
     crl_interval: timedelta = timedelta(days=1),
+    unused_key_max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> JobContext:
     # the sign component the service's flows use (journal, verify); one on `keystore` otherwise
     authority = services.authority or Authority(services.store, keystore, services.clock, services.settings.policy)
@@ -90,6 +92,7 @@ def job_context(
         crl_interval=crl_interval, deliver_notifications=deliver,
         auto_act=functools.partial(after_countersigned, services),
         auto_act_types=tuple(services.settings.auto_act_request_types or ()),
+        unused_key_max_age=unused_key_max_age,
     )  # fmt: skip
 
 

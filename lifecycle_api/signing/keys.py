@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import Select, and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from icao_pki.policy import DocumentType, Role
 
-from ..store import Certificate, CertificateStatus, Key, KeyState, StoreTx
+from ..store import Certificate, CertificateStatus, Key, KeyState, Request, RequestState, StoreTx
 
 
 @dataclass(frozen=True)
@@ -297,3 +297,34 @@ def destroyable_is_keys(tx: StoreTx, now: datetime) -> Sequence[Key]:
         )
         .order_by(Key.id)
     ).all()
+
+
+# --- keys generated for a certificate that never came (`signing.unused_keys`) -----------------
+
+
+def generated_keys_query(roles: Sequence[Role], generated_before: datetime) -> Select[tuple[Key]]:
+    """Keys of `roles` still GENERATED that were generated at or before `generated_before`, oldest first.
+
+    Led by ``state = generated`` and a range on ``created_at`` so that ``ix_keys_state_created_at``
+    answers it: the cost follows the few keys waiting for a certificate, not the key table
+    (the role-led index would walk every key of the role)."""
+    return (
+        select(Key)
+        .where(Key.state == KeyState.GENERATED, Key.created_at <= generated_before,
+               Key.role.in_([Role(r) for r in roles]))
+        .order_by(Key.created_at, Key.id)
+    )  # fmt: skip
+
+
+def generated_keys_before(tx: StoreTx, roles: Sequence[Role], generated_before: datetime) -> Sequence[Key]:
+    return tx.session.scalars(generated_keys_query(roles, generated_before)).all()
+
+
+def open_requests(tx: StoreTx, request_types: Sequence[str]) -> Sequence[Request]:
+    """Requests of `request_types` still in progress (submitted or countersigned), by the
+    ``(state, deadline)`` index: in-flight work, never the request history."""
+    open_states = [s for s in RequestState if not s.terminal]
+    return tx.session.scalars(
+        select(Request).where(Request.state.in_(open_states), Request.request_type.in_(list(request_types)))
+        .order_by(Request.created_at, Request.id)
+    ).all()  # fmt: skip

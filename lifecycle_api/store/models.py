@@ -208,6 +208,8 @@ class Key(Base):
         ),
         # the signing service and the rollover/destruction schedules look keys up by these
         Index("ix_keys_role_doc_state_usage", "role", "document_type", "state", "usage_not_after"),
+        # the unused-key cleanup: keys still generated, oldest first (signing.unused_keys)
+        Index("ix_keys_state_created_at", "state", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

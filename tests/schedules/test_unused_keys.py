@@ -1,0 +1,257 @@
+"""DS and IS keys generated in the HSM whose certificate request never came are destroyed after
+`unused_keys.DEFAULT_MAX_AGE` (30 days) by the ``unused-key-destruction`` job: HSM first, then
+the row (CAS), audit and a notice to the holder; a key a request in progress names is kept.
+Time moves only through the world's FakeClock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from icao_pki.keystore import KeyInactive
+from lifecycle_api.audit import verify_chain
+from lifecycle_api.signing import keys as keyq
+from lifecycle_api.signing import unused_keys
+from lifecycle_api.store import AuditEntry, KeyState, RequestState, Store, StoreTx
+from schedules.jobs import JOBS, JobContext, build_scheduler, register_jobs
+from schedules.runtime import job_context
+from tests.api.world import close_world
+from tests.flows.conftest import pki_pg_template  # noqa: F401  (the PostgreSQL world's template)
+from tests.flows.pki import PkiWorld, clone_pki_world
+
+JOB = "unused-key-destruction"
+MAX_AGE = unused_keys.DEFAULT_MAX_AGE
+
+pytestmark = pytest.mark.hsm
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_pki(request: pytest.FixtureRequest) -> Iterator[PkiWorld]:
+    """The PKI world on SQLite and on PostgreSQL (the due query and the CAS are SQL)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("pki_sqlite")
+        return
+    template, name = request.getfixturevalue("pki_pg_template")
+    world = clone_pki_world(template, request.getfixturevalue("pg").create_database(template=name))
+    yield world
+    close_world(world.world)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _run(pki: PkiWorld) -> list[str]:
+    """The job as `icao-pki serve` wires it (`schedules.runtime.job_context`: default age, the HSM)."""
+    ctx = job_context(pki.world.client.app.state.services, pki.keystore)
+    return JOBS[JOB].run(ctx)
+
+
+def _submit(pki: PkiWorld, request_type: str, payload: dict[str, Any], party: str = "agency") -> str:
+    r = pki.submit(party, request_type, "passport", payload)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _submit_ds(pki: PkiWorld, key: dict[str, Any]) -> str:
+    return _submit(pki, "ds_certificate", {"hsm_label": key["hsm_label"], "csr": key["csr"]})
+
+
+def _provision_is(pki: PkiWorld) -> dict[str, Any]:
+    r = pki.client.post("/v1/is/keys", json={"document_type": "passport"}, headers=pki.headers("is_operator"))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _state(pki: PkiWorld, key_id: int) -> KeyState:
+    with pki.world.store.transaction() as tx:
+        return tx.key(key_id).state
+
+
+def _in_hsm(pki: PkiWorld, label: str) -> bool:
+    """The private key is on the token (`KeyStore.signer` refuses a destroyed one)."""
+    try:
+        pki.keystore.signer(label)
+    except KeyInactive:
+        return False
+    return True
+
+
+def _audit(pki: PkiWorld, key_id: int, action: str) -> list[dict[str, Any]]:
+    with pki.world.store.transaction() as tx:
+        return [e.details for e in tx.session.scalars(
+            select(AuditEntry).where(AuditEntry.entity_type == "key", AuditEntry.entity_id == str(key_id),
+                                     AuditEntry.action == action).order_by(AuditEntry.seq))]  # fmt: skip
+
+
+def _notices(pki: PkiWorld, party: str, event: str) -> list[dict[str, Any]]:
+    with pki.world.store.transaction() as tx:
+        return [m.payload for m in tx.notifications(pki.world[party].organisation_id) if m.event == event]
+
+
+# --- DS keys ------------------------------------------------------------------------------------
+
+
+def test_unused_ds_key_is_destroyed_after_30_days_unless_a_request_in_progress_names_it(any_pki: PkiWorld) -> None:
+    pki, world = any_pki, any_pki.world
+    start = world.clock.now()
+    unused = pki.ds_key()
+    submitted = pki.ds_key()
+    submitted_request = _submit_ds(pki, submitted)
+    countersigned = pki.ds_key()
+    countersigned_request = _submit_ds(pki, countersigned)
+    assert world.countersign(countersigned_request).status_code == 200
+    # a request that ended without its key being destroyed (a crash after the rejection): no protection
+    ended = pki.ds_key()
+    ended_request = _submit_ds(pki, ended)
+    with world.store.transaction() as tx:
+        tx.transition_request(ended_request, RequestState.SUBMITTED, RequestState.REJECTED, now=start)
+        assert tx.request(submitted_request).state is RequestState.SUBMITTED
+        assert tx.request(countersigned_request).state is RequestState.COUNTERSIGNED
+    world.clock.set(start + timedelta(days=20))
+    young = pki.ds_key()
+
+    # one second short of the age: nothing is due
+    world.clock.set(start + MAX_AGE - timedelta(seconds=1))
+    assert _run(pki) == []
+    assert all(_in_hsm(pki, k["hsm_label"]) for k in (unused, submitted, countersigned, ended, young))
+
+    world.clock.set(start + MAX_AGE + timedelta(hours=1))
+    destroyed_at = world.clock.now()
+    assert _run(pki) == [unused["hsm_label"], ended["hsm_label"]]
+
+    for key in (unused, ended):
+        assert not _in_hsm(pki, key["hsm_label"])
+        assert pki.keystore.key_info(key["hsm_label"]).state == "destroyed"
+        with world.store.transaction() as tx:
+            row = tx.key(key["key_id"])
+            assert (row.state, row.destroyed_at) == (KeyState.DESTROYED, destroyed_at)
+        [audit] = _audit(pki, key["key_id"], "ds.unused_key_destroyed")
+        assert audit["outcome"] == "destroyed" and audit["hsm_label"] == key["hsm_label"]
+        assert audit["age_days"] == pytest.approx((MAX_AGE + timedelta(hours=1)) / timedelta(days=1), abs=0.01)
+        assert audit["max_age_days"] == 30 and "never certified" in audit["reason"]
+        assert audit["spki_sha256"] == pki.keystore.key_info(key["hsm_label"]).spki_sha256
+    notices = _notices(pki, "agency", "ds.unused_key_destroyed")
+    assert [n["hsm_label"] for n in notices] == [unused["hsm_label"], ended["hsm_label"]]
+    assert notices[0]["key_id"] == unused["key_id"] and "never certified" in notices[0]["reason"]
+
+    # kept: younger than the age, or named by a request still in progress (however old)
+    for key in (submitted, countersigned, young):
+        assert _state(pki, key["key_id"]) is KeyState.GENERATED
+        assert _in_hsm(pki, key["hsm_label"])
+        assert _audit(pki, key["key_id"], "ds.unused_key_destroyed") == []
+
+    # idempotent: a second run finds nothing and records nothing more
+    assert _run(pki) == []
+    assert len(_notices(pki, "agency", "ds.unused_key_destroyed")) == 2
+    assert len(_audit(pki, unused["key_id"], "ds.unused_key_destroyed")) == 1
+
+    # the young key's turn comes 30 days after it was generated
+    world.clock.set(start + timedelta(days=20) + MAX_AGE + timedelta(minutes=1))
+    assert _run(pki) == [young["hsm_label"]]
+    assert _state(pki, submitted["key_id"]) is KeyState.GENERATED
+    with world.store.transaction() as tx:
+        assert verify_chain(tx.audit_entries()).ok
+
+
+class _Crash(BaseException):
+    """A process dying between the HSM and the database (not an Exception: nothing handles it)."""
+
+
+def test_crash_between_hsm_destruction_and_the_row_is_finished_by_the_next_run(
+        pki_sqlite: PkiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    pki, world = pki_sqlite, pki_sqlite.world
+    key = pki.ds_key()
+    world.clock.advance(MAX_AGE + timedelta(days=1))
+    real = StoreTx.set_key_state
+
+    def crash(self: StoreTx, *args: Any, **kwargs: Any) -> None:
+        raise _Crash()
+
+    monkeypatch.setattr(StoreTx, "set_key_state", crash)
+    with pytest.raises(_Crash):
+        _run(pki)
+    # the HSM key is gone, the row still says generated, nothing was recorded or announced
+    assert not _in_hsm(pki, key["hsm_label"])
+    assert _state(pki, key["key_id"]) is KeyState.GENERATED
+    assert _audit(pki, key["key_id"], "ds.unused_key_destroyed") == []
+    assert _notices(pki, "agency", "ds.unused_key_destroyed") == []
+
+    monkeypatch.setattr(StoreTx, "set_key_state", real)
+    world.clock.advance(timedelta(hours=6))
+    assert _run(pki) == [key["hsm_label"]]
+    assert _state(pki, key["key_id"]) is KeyState.DESTROYED
+    [audit] = _audit(pki, key["key_id"], "ds.unused_key_destroyed")
+    assert audit["outcome"] == "already absent from the HSM"
+    assert [n["key_id"] for n in _notices(pki, "agency", "ds.unused_key_destroyed")] == [key["key_id"]]
+    assert _run(pki) == []
+
+
+# --- IS keys ------------------------------------------------------------------------------------
+
+
+def test_unused_is_key_is_destroyed_unless_an_is_request_in_progress_carries_it(pki_sqlite: PkiWorld) -> None:
+    pki, world = pki_sqlite, pki_sqlite.world
+    unused = _provision_is(pki)
+    requested = _provision_is(pki)
+    _submit(pki, "is_certificate", {"cv_request": requested["cv_request"]}, party="is_operator")
+    world.clock.advance(MAX_AGE + timedelta(minutes=5))
+
+    # without the HSM the job only reports, and keeps every IS key of a holder with an open IS request
+    dry = JOBS[JOB].run(JobContext(store=world.store, clock=world.clock))
+    assert dry == []
+    assert _in_hsm(pki, unused["hsm_label"])
+
+    assert _run(pki) == [unused["hsm_label"]]
+    assert not _in_hsm(pki, unused["hsm_label"])
+    assert _state(pki, unused["key_id"]) is KeyState.DESTROYED
+    [audit] = _audit(pki, unused["key_id"], "is.unused_key_destroyed")
+    assert audit["outcome"] == "destroyed" and audit["age_days"] >= 30
+    [notice] = _notices(pki, "is_operator", "is.unused_key_destroyed")
+    assert notice["hsm_label"] == unused["hsm_label"]
+    # the key its open request carries (matched on the HSM's public key) stays
+    assert _state(pki, requested["key_id"]) is KeyState.GENERATED
+    assert _in_hsm(pki, requested["hsm_label"])
+    assert _run(pki) == []
+
+
+# --- wiring and cost ------------------------------------------------------------------------------
+
+
+def test_job_is_registered_under_its_id(tmp_path: Path) -> None:
+    scheduler = build_scheduler(f"sqlite:///{tmp_path / 'jobs.db'}")
+    scheduler.start(paused=True)
+    try:
+        register_jobs(scheduler)
+        register_jobs(scheduler)  # a restart replaces, never duplicates
+        job = scheduler.get_job(JOB)
+        assert job is not None and job.coalesce and job.max_instances == 1
+        assert tuple(job.args) == (JOB, "default")
+        assert [j.id for j in scheduler.get_jobs()].count(JOB) == 1
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_due_keys_are_found_through_the_state_and_age_index(tmp_path: Path) -> None:
+    """The due-work query is answered by ``ix_keys_state_created_at`` (SQLite's plan for the very
+    statement the job runs), not by walking every key of a role."""
+    store = Store(f"sqlite:///{tmp_path / 'plan.db'}")
+    store.create_schema()
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    with store.transaction() as tx:
+        assert keyq.generated_keys_before(tx, unused_keys.ROLES, datetime(2027, 1, 1, tzinfo=UTC)) == []
+    event.remove(store.engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = [(s, p) for s, p in statements if "FROM keys" in s]
+    with store.engine.connect() as conn:
+        plan = " | ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+    assert "ix_keys_state_created_at" in plan, plan
