@@ -82,10 +82,10 @@ def _ds_destruction(ctx: JobContext) -> Any:
 
 
 def _unused_keys(ctx: JobContext) -> Any:
-    """Keys generated for a certificate request that never came (or never finished) leave the HSM."""
-    if ctx.keystore is None:
-        return unused_keys.unused_keys(ctx.store, ctx.clock, ctx.unused_key_max_age)
-    return unused_keys.destroy_unused_keys(ctx.store, ctx.keystore, ctx.clock, ctx.unused_key_max_age)
+    """Keys generated for a certificate request that never came (or never finished) are retired;
+    ``ds-key-destruction`` takes them out of the HSM.  Without the HSM an IS key is kept while
+    its holder has any IS request in progress (only the key's public key could tell which)."""
+    return unused_keys.retire_unused_keys(ctx.store, ctx.clock, ctx.unused_key_max_age, ctx.keystore)
 
 
 def _renewals(role: Role) -> Callable[[JobContext], Any]:

@@ -178,9 +178,16 @@ class KeyDestroyer(Protocol):
     def destroy(self, label: str, *, reason: str) -> object: ...
 
 
-def due_destructions(store: Store, clock: Clock) -> list[tuple[int, str]]:
+#: why a retired key leaves the HSM: it had a usage window (now over), or it never had one
+#: (retired unused: `unused_keys`)
+_DS_DESTRUCTION_REASON = "DS key retired: usage window over (Art. 23.1b / 26.1b)"
+_UNUSED_DESTRUCTION_REASON = "{role} key retired unused: never certified"
+
+
+def due_destructions(store: Store, clock: Clock) -> list[tuple[int, str, bool]]:
+    """(key id, label, ever certified) of the retired DS keys due for destruction."""
     with store.transaction() as tx:
-        return [(k.id, k.hsm_label) for k in keyq.destroyable_ds_keys(tx, clock.now())]
+        return [(k.id, k.hsm_label, k.usage_not_after is not None) for k in keyq.destroyable_ds_keys(tx, clock.now())]
 
 
 def destroy_retired(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[str]:
@@ -188,10 +195,11 @@ def destroy_retired(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[
     a key already gone from the HSM (crash between the HSM and the database) is recorded."""
     retire_expired(store, clock)
     destroyed = []
-    for key_id, label in due_destructions(store, clock):
+    for key_id, label, certified in due_destructions(store, clock):
         now = clock.now()
+        reason = _DS_DESTRUCTION_REASON if certified else _UNUSED_DESTRUCTION_REASON.format(role="DS")
         try:
-            keystore.destroy(label, reason="DS key retired: usage window over (Art. 23.1b / 26.1b)")
+            keystore.destroy(label, reason=reason)
             outcome = "destroyed"
         except KeyNotFound:
             outcome = "already absent from the HSM"
@@ -200,7 +208,7 @@ def destroy_retired(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[
             tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
             tx.append_audit(
                 at=now, action="ds_key.destroyed", entity_type="key", entity_id=key_id,
-                details={"label": label, "outcome": outcome, "signed": row.signatures_used,
+                details={"label": label, "outcome": outcome, "reason": reason, "signed": row.signatures_used,
                          "reserved_unused": row.signatures_reserved},
             )  # fmt: skip
         destroyed.append(label)
@@ -232,13 +240,16 @@ def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Cloc
     retire_superseded_is_keys(store, clock)
     now = clock.now()
     with store.transaction() as tx:
-        due = [(k.id, k.hsm_label, k.organisation_id) for k in keyq.destroyable_is_keys(tx, now)]
+        due = [(k.id, k.hsm_label, k.organisation_id, k.usage_not_after is not None)
+               for k in keyq.destroyable_is_keys(tx, now)]
     destroyed = []
-    for key_id, label, holder in due:
+    for key_id, label, holder, certified in due:
         now = clock.now()
         spki_sha256 = None
+        reason = "IS key retired, its certificate's validity over" if certified \
+            else _UNUSED_DESTRUCTION_REASON.format(role="IS")
         try:
-            record = keystore.destroy(label, reason="IS key retired, its certificate's validity over (issue 5)")
+            record = keystore.destroy(label, reason=reason)
             outcome = "destroyed"
             if isinstance(record, dict):
                 spki_sha256 = record.get("spki_sha256")
@@ -251,7 +262,7 @@ def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Cloc
             certificates = [c.chr for c in tx.certificates(role=Role.IS, organisation_id=holder) if c.key_id == key_id]
             tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
             tx.append_audit(at=now, action="is_key.destroyed", entity_type="key", entity_id=key_id,
-                            details={"label": label, "outcome": outcome, "spki_sha256": spki_sha256,
+                            details={"label": label, "outcome": outcome, "reason": reason, "spki_sha256": spki_sha256,
                                      "certificates": certificates, "holder_organisation_id": holder})  # fmt: skip
         destroyed.append(label)
     return destroyed

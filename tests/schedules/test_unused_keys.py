@@ -1,7 +1,8 @@
-"""DS and IS keys generated in the HSM whose certificate request never came are destroyed after
-`unused_keys.DEFAULT_MAX_AGE` (30 days) by the ``unused-key-destruction`` job: HSM first, then
-the row (CAS), audit and a notice to the holder; a key a request in progress names is kept.
-Time moves only through the world's FakeClock.
+"""DS and IS keys generated in the HSM whose certificate request never came leave it after
+`unused_keys.DEFAULT_MAX_AGE` (30 days): the ``unused-key-destruction`` job retires them (CAS,
+audit, a notice to the holder) — the database first, so a key can never be certified once its
+destruction is decided — and ``ds-key-destruction`` destroys them in the HSM.  A key a request
+in progress names is kept.  Time moves only through the world's FakeClock.
 """
 
 from __future__ import annotations
@@ -46,10 +47,14 @@ def any_pki(request: pytest.FixtureRequest) -> Iterator[PkiWorld]:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _run(pki: PkiWorld) -> list[str]:
-    """The job as `icao-pki serve` wires it (`schedules.runtime.job_context`: default age, the HSM)."""
+def _run(pki: PkiWorld, job: str = JOB) -> list[str]:
+    """A job as `icao-pki serve` wires it (`schedules.runtime.job_context`: default age, the HSM)."""
     ctx = job_context(pki.world.client.app.state.services, pki.keystore)
-    return JOBS[JOB].run(ctx)
+    return JOBS[job].run(ctx)
+
+
+def _destroy(pki: PkiWorld) -> list[str]:
+    return _run(pki, "ds-key-destruction")
 
 
 def _submit(pki: PkiWorld, request_type: str, payload: dict[str, Any], party: str = "agency") -> str:
@@ -122,38 +127,46 @@ def test_unused_ds_key_is_destroyed_after_30_days_unless_a_request_in_progress_n
     assert all(_in_hsm(pki, k["hsm_label"]) for k in (unused, submitted, countersigned, ended, young))
 
     world.clock.set(start + MAX_AGE + timedelta(hours=1))
-    destroyed_at = world.clock.now()
     assert _run(pki) == [unused["hsm_label"], ended["hsm_label"]]
+    for key in (unused, ended):  # retired in the database first: no request can take them any more
+        assert _state(pki, key["key_id"]) is KeyState.RETIRED
+        [audit] = _audit(pki, key["key_id"], "ds.unused_key_retired")
+        assert audit["hsm_label"] == key["hsm_label"]
+        assert audit["age_days"] == pytest.approx((MAX_AGE + timedelta(hours=1)) / timedelta(days=1), abs=0.01)
+        assert audit["max_age_days"] == 30 and "never certified" in audit["reason"]
+    notices = _notices(pki, "agency", "ds.unused_key_retired")
+    assert [n["hsm_label"] for n in notices] == [unused["hsm_label"], ended["hsm_label"]]
+    assert notices[0]["key_id"] == unused["key_id"] and "never certified" in notices[0]["reason"]
+    refused = pki.submit("agency", "ds_certificate", "passport", {"hsm_label": unused["hsm_label"], "csr": unused["csr"]})
+    assert refused.status_code in (400, 409, 422), refused.text
 
+    world.clock.advance(timedelta(minutes=5))
+    destroyed_at = world.clock.now()
+    assert _destroy(pki) == [unused["hsm_label"], ended["hsm_label"]]
     for key in (unused, ended):
         assert not _in_hsm(pki, key["hsm_label"])
         assert pki.keystore.key_info(key["hsm_label"]).state == "destroyed"
         with world.store.transaction() as tx:
             row = tx.key(key["key_id"])
             assert (row.state, row.destroyed_at) == (KeyState.DESTROYED, destroyed_at)
-        [audit] = _audit(pki, key["key_id"], "ds.unused_key_destroyed")
-        assert audit["outcome"] == "destroyed" and audit["hsm_label"] == key["hsm_label"]
-        assert audit["age_days"] == pytest.approx((MAX_AGE + timedelta(hours=1)) / timedelta(days=1), abs=0.01)
-        assert audit["max_age_days"] == 30 and "never certified" in audit["reason"]
-        assert audit["spki_sha256"] == pki.keystore.key_info(key["hsm_label"]).spki_sha256
-    notices = _notices(pki, "agency", "ds.unused_key_destroyed")
-    assert [n["hsm_label"] for n in notices] == [unused["hsm_label"], ended["hsm_label"]]
-    assert notices[0]["key_id"] == unused["key_id"] and "never certified" in notices[0]["reason"]
+        [audit] = _audit(pki, key["key_id"], "ds_key.destroyed")
+        assert audit["outcome"] == "destroyed" and audit["reason"] == "DS key retired unused: never certified"
 
     # kept: younger than the age, or named by a request still in progress (however old)
     for key in (submitted, countersigned, young):
         assert _state(pki, key["key_id"]) is KeyState.GENERATED
         assert _in_hsm(pki, key["hsm_label"])
-        assert _audit(pki, key["key_id"], "ds.unused_key_destroyed") == []
+        assert _audit(pki, key["key_id"], "ds.unused_key_retired") == []
 
-    # idempotent: a second run finds nothing and records nothing more
-    assert _run(pki) == []
-    assert len(_notices(pki, "agency", "ds.unused_key_destroyed")) == 2
-    assert len(_audit(pki, unused["key_id"], "ds.unused_key_destroyed")) == 1
+    # idempotent: second runs find nothing and record nothing more
+    assert _run(pki) == [] and _destroy(pki) == []
+    assert len(_notices(pki, "agency", "ds.unused_key_retired")) == 2
+    assert len(_audit(pki, unused["key_id"], "ds.unused_key_retired")) == 1
 
     # the young key's turn comes 30 days after it was generated
     world.clock.set(start + timedelta(days=20) + MAX_AGE + timedelta(minutes=1))
     assert _run(pki) == [young["hsm_label"]]
+    assert _destroy(pki) == [young["hsm_label"]]
     assert _state(pki, submitted["key_id"]) is KeyState.GENERATED
     with world.store.transaction() as tx:
         assert verify_chain(tx.audit_entries()).ok
@@ -168,6 +181,7 @@ def test_crash_between_hsm_destruction_and_the_row_is_finished_by_the_next_run(
     pki, world = pki_sqlite, pki_sqlite.world
     key = pki.ds_key()
     world.clock.advance(MAX_AGE + timedelta(days=1))
+    assert _run(pki) == [key["hsm_label"]]
     real = StoreTx.set_key_state
 
     def crash(self: StoreTx, *args: Any, **kwargs: Any) -> None:
@@ -175,21 +189,41 @@ def test_crash_between_hsm_destruction_and_the_row_is_finished_by_the_next_run(
 
     monkeypatch.setattr(StoreTx, "set_key_state", crash)
     with pytest.raises(_Crash):
-        _run(pki)
-    # the HSM key is gone, the row still says generated, nothing was recorded or announced
+        _destroy(pki)
+    # the HSM key is gone, the row still says retired, nothing was recorded
     assert not _in_hsm(pki, key["hsm_label"])
-    assert _state(pki, key["key_id"]) is KeyState.GENERATED
-    assert _audit(pki, key["key_id"], "ds.unused_key_destroyed") == []
-    assert _notices(pki, "agency", "ds.unused_key_destroyed") == []
+    assert _state(pki, key["key_id"]) is KeyState.RETIRED
+    assert _audit(pki, key["key_id"], "ds_key.destroyed") == []
 
     monkeypatch.setattr(StoreTx, "set_key_state", real)
-    world.clock.advance(timedelta(hours=6))
-    assert _run(pki) == [key["hsm_label"]]
+    world.clock.advance(timedelta(hours=1))
+    assert _destroy(pki) == [key["hsm_label"]]
     assert _state(pki, key["key_id"]) is KeyState.DESTROYED
-    [audit] = _audit(pki, key["key_id"], "ds.unused_key_destroyed")
+    [audit] = _audit(pki, key["key_id"], "ds_key.destroyed")
     assert audit["outcome"] == "already absent from the HSM"
-    assert [n["key_id"] for n in _notices(pki, "agency", "ds.unused_key_destroyed")] == [key["key_id"]]
+    assert [n["key_id"] for n in _notices(pki, "agency", "ds.unused_key_retired")] == [key["key_id"]]
+    assert _run(pki) == [] and _destroy(pki) == []
+
+
+def test_a_key_certified_after_the_decision_is_not_retired_and_stays_in_the_hsm(
+        pki_sqlite: PkiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision and the retirement are two transactions: the retirement's compare-and-set
+    on GENERATED is what keeps a key certified in between (a request that slipped in)."""
+    pki, world = pki_sqlite, pki_sqlite.world
+    key = pki.ds_key()
+    world.clock.advance(MAX_AGE + timedelta(days=1))
+    decided = unused_keys.unused_keys(world.store, world.clock, MAX_AGE, pki.keystore)
+    assert [k.hsm_label for k in decided] == [key["hsm_label"]]
+    now = world.clock.now()
+    with world.store.transaction() as tx:  # what the Provider's act does when it issues the certificate
+        tx.activate_key(key["key_id"], expected=KeyState.GENERATED, usage_not_before=now,
+                        usage_not_after=now + timedelta(days=90), max_signatures=100_000)
+    monkeypatch.setattr(unused_keys, "unused_keys", lambda *args, **kwargs: decided)
     assert _run(pki) == []
+    assert _state(pki, key["key_id"]) is KeyState.ACTIVE
+    assert _destroy(pki) == []
+    assert _in_hsm(pki, key["hsm_label"])
+    assert _audit(pki, key["key_id"], "ds.unused_key_retired") == []
 
 
 # --- IS keys ------------------------------------------------------------------------------------
@@ -202,22 +236,25 @@ def test_unused_is_key_is_destroyed_unless_an_is_request_in_progress_carries_it(
     _submit(pki, "is_certificate", {"cv_request": requested["cv_request"]}, party="is_operator")
     world.clock.advance(MAX_AGE + timedelta(minutes=5))
 
-    # without the HSM the job only reports, and keeps every IS key of a holder with an open IS request
-    dry = JOBS[JOB].run(JobContext(store=world.store, clock=world.clock))
-    assert dry == []
-    assert _in_hsm(pki, unused["hsm_label"])
+    # without the HSM to match public keys, every IS key of a holder with an open IS request is kept
+    assert JOBS[JOB].run(JobContext(store=world.store, clock=world.clock)) == []
+    assert _state(pki, unused["key_id"]) is KeyState.GENERATED
 
     assert _run(pki) == [unused["hsm_label"]]
+    assert _state(pki, unused["key_id"]) is KeyState.RETIRED
+    [audit] = _audit(pki, unused["key_id"], "is.unused_key_retired")
+    assert audit["age_days"] >= 30
+    [notice] = _notices(pki, "is_operator", "is.unused_key_retired")
+    assert notice["hsm_label"] == unused["hsm_label"]
+    assert _destroy(pki) == [unused["hsm_label"]]
     assert not _in_hsm(pki, unused["hsm_label"])
     assert _state(pki, unused["key_id"]) is KeyState.DESTROYED
-    [audit] = _audit(pki, unused["key_id"], "is.unused_key_destroyed")
-    assert audit["outcome"] == "destroyed" and audit["age_days"] >= 30
-    [notice] = _notices(pki, "is_operator", "is.unused_key_destroyed")
-    assert notice["hsm_label"] == unused["hsm_label"]
+    [destroyed] = _audit(pki, unused["key_id"], "is_key.destroyed")
+    assert destroyed["outcome"] == "destroyed" and destroyed["reason"] == "IS key retired unused: never certified"
     # the key its open request carries (matched on the HSM's public key) stays
     assert _state(pki, requested["key_id"]) is KeyState.GENERATED
     assert _in_hsm(pki, requested["hsm_label"])
-    assert _run(pki) == []
+    assert _run(pki) == [] and _destroy(pki) == []
 
 
 # --- wiring and cost ------------------------------------------------------------------------------
