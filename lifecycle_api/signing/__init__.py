@@ -1,5 +1,6 @@
 """DS signing (the *sign* part): EF.SODs under exact, crash-safe signature counting, forced
-rollover and retired-key destruction.  See `service.py` and `rollover.py`."""
+rollover, retired-key destruction and the retirement of keys generated but never certified.
+See `service.py`, `rollover.py` and `unused_keys.py`."""
 
 from __future__ import annotations
 
