@@ -3,9 +3,11 @@
 Runs the real signing service, schedules and request flow (`schedules.simulation`) against a
 throwaway SoftHSM2 token and SQLite database in a temporary folder: every DS key is asked for
 by the Agency in a signed ``ds_certificate`` request, countersigned by its Cơ yếu unit and
-issued by the Provider, as in a deployment.  Prints the timeline (each DS rollover with its
-request and the request's state) and a final line stating how many DS certificates came
-through completed requests, whether any limit was exceeded and whether signing ever stopped.
+issued by the Provider, as in a deployment; the CVCA and CSCA roll over through key ceremonies
+a second Provider officer approves.  Prints the timeline (each DS rollover with its request and
+the request's state, each ceremony with its new CA, link certificate and Master List) and a
+final line stating how many DS certificates came through completed requests, whether any limit
+was exceeded and whether signing ever stopped.
 Exit 0 when neither happened, 1 otherwise.
 """
 
@@ -31,7 +33,7 @@ def simulate(
     sods_per_day: int = typer.Option(420, "--sods-per-day", min=0, help="SODs the personalisation line signs per day."),
     json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
 ) -> None:
-    """Simulate DS signing with forced rollovers, IS/DV renewals, CA checks and CRLs on a fake clock.
+    """Simulate DS signing with forced rollovers, IS/DV renewals, CVCA/CSCA key ceremonies and CRLs on a fake clock.
 
     Every DS key comes through the Agency → Cơ yếu → Provider request flow; the report checks each one.
     """

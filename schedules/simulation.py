@@ -23,26 +23,42 @@ exactly its key.  Going through the flow costs a second or two per simulated yea
 there is no direct-issuance shortcut: it would also skip the checks the Provider's act makes
 (the CSCA's key must be inside its usage window, for one).
 
-CVCA, DV and IS certificates are issued directly (`SimCvAuthority`): the simulation measures
-the schedules and the counters; the CV request flows have their own tests.  Nor does it roll
-the CVCA or the CSCA over (two-officer key ceremonies; their jobs only record the notice): as
-the CVCA's 3 years end, DV and IS renewals are refused (`SimCvAuthority.request_renewal`) and
-the report counts the days without IS coverage; once the CSCA key's 5-year usage window is
-over, the Provider's act refuses the next DS request (no active CSCA), the request stays
-countersigned, and signing stops when the last DS key runs out — as it would in a deployment
-that skipped the CSCA ceremony.
+The CVCA and the CSCA roll over through the key ceremonies of a deployment
+(`lifecycle_api.ceremonies`), which need two distinct Provider officers: the CA-rollover
+schedules propose as the Provider's service account (`schedules.actors.CeremonyProposer`,
+which also records the notice — for a CSCA the 90-day notice, carried as the proposal's
+``key_usage_from``), and a second officer approves the next morning (`SimCeremonies`).  The
+ceremony makes the new key in the HSM, its certificate and the link certificate from the
+previous one; for a CSCA also its first CRL and a new Master List.  The new CSCA certifies DS
+keys once its usage period begins (the Provider's act picks the CSCA whose window holds the
+moment), the previous one until then.  CVCA, DV and IS certificates are issued directly
+(`SimCvAuthority`: the CV request flows have their own tests), each DV by the newest CVCA, so
+after a CVCA ceremony the renewed DVs and their IS certificates chain to the new CVCA.  The
+report proves from the database that every DV and IS certificate chains to a CVCA valid at
+its issuance, every DS certificate to the CSCA whose key usage period held its issuance,
+every new CA has its link certificate, and each ceremony had two officers
+(`check_ca_rollovers`); a day counts as covered only if an IS certificate, its DV and its
+CVCA are all valid.  Were a ceremony not approved, the consequences would show as they would
+in a deployment: DV and IS renewals refused as the CVCA's 3 years end (days without IS
+coverage), DS requests refused once the CSCA key's 5-year usage is over (signing stops).
+
+A run must be longer than the CVCA's 3 years or the CSCA key's 5 years to cross their
+rollovers — unless it starts with them part-way through their lives: `run_simulation`'s
+``csca_age_months`` / ``cvca_age_months`` set the sandbox up that many months earlier (the
+limits themselves always come from the policy).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +67,13 @@ from sqlalchemy import select
 
 from cvc.builders import build_cvca_certificate, build_dv_certificate, build_request, build_terminal_certificate
 from cvc.certificate import parse_certificate as parse_cv
+from cvc.validation import check_chain_at
 from fixtures.orgpki import SUB_CA_YEARS, DemoOrgPki, build_demo_org_pki
 from icao_pki.certificate import Certificate as X509Certificate
 from icao_pki.certificate import CertificateVerifyError, parse_certificate
 from icao_pki.clock import FakeClock
 from icao_pki.keystore import KeyLabel, KeyStore, KeyStoreConfigError
+from icao_pki.masterlist import parse_master_list
 from icao_pki.policy import (
     DEFAULT_POLICY,
     CertificateFormat,
@@ -69,9 +87,11 @@ from icao_pki.policy import (
 )
 from icao_pki.signer import HashAlgorithm
 from lifecycle_api.app import create_app
+from lifecycle_api.auth import operator_caller
+from lifecycle_api.ceremonies import CEREMONY, approve
 from lifecycle_api.certificate_flows import DS as DS_REQUEST
 from lifecycle_api.csr import parse_and_verify_csr
-from lifecycle_api.errors import InvalidInput
+from lifecycle_api.errors import InvalidInput, LifecycleError
 from lifecycle_api.hierarchy import day_end, day_start
 from lifecycle_api.organisations import create_operator, create_organisation, register_certificate
 from lifecycle_api.services import Services
@@ -83,15 +103,18 @@ from lifecycle_api.store import (
     AuditEntry,
     Certificate,
     CertificateStatus,
+    Key,
     KeyState,
     OperatorKind,
     PartyType,
+    PublishedKind,
     Request,
     RequestState,
     SignaturePurpose,
     StoreTx,
 )
 
+from .actors import CeremonyProposer
 from .decisions import RenewalDue
 from .jobs import run_all
 from .runtime import ByDocumentType, job_context
@@ -113,40 +136,79 @@ ORG_CERTIFICATE_LEAD = timedelta(days=30)
 #: (`certificate_flows.DEFAULT_DS_SPEC`); SoftHSM2 signs (and OpenSSL verifies) P-256 about five
 #: times faster, and the schedules and counters under test do not depend on the curve
 SIM_DS_KEY_SPEC = "secp256r1"
+#: the Provider's service account the CA-rollover schedule proposes key ceremonies as, and the
+#: second officer (a person) who approves them (`SimCeremonies`)
+CA_SCHEDULE_OPERATOR = "ca-rollover-schedule"
+CEREMONY_OFFICER = "ceremony-officer"
+#: the officer approves a proposal the day after it was made, in the morning between two of the
+#: personalisation line's batches (signing goes on across the ceremony)
+CEREMONY_APPROVAL_DELAY = timedelta(days=1)
+OFFICER_HOUR = 10
 
 
 @dataclass(frozen=True)
 class SimEvent:
     at: datetime
     #: ds-first | ds-rollover | ds-switch | ds-destroyed | is-destroyed | is-renewal | dv-renewal | renewal-refused |
-    #: cvca | csca | crl | expiry | refused
+    #: cvca | csca (the schedule's notice and ceremony proposal) | cvca-ceremony | csca-ceremony | ceremony-failed |
+    #: crl | expiry | refused
     kind: str
     detail: str
 
 
 class SimCvAuthority:
     """Our passport CVCA, a domestic DV and one IS operator's terminal; renews DV and IS
-    certificates directly (a `RenewalRequester` for the schedules)."""
+    certificates directly (a `RenewalRequester` for the schedules).
 
-    def __init__(self, box: Sandbox, clock: FakeClock, policy: Policy, is_operator_id: int) -> None:
+    Each DV is issued by the newest CVCA of the database whose key the HSM holds: the first
+    one, made here, until a ``cvca`` key ceremony (`SimCeremonies`) has made its successor —
+    from then on renewed DVs, and the IS certificates they issue, chain to the new CVCA (and
+    through its link certificate to the old one).  `cvca_since` backdates the first CVCA's
+    effective date: the simulation may start with a CVCA already part-way through its 3 years."""
+
+    def __init__(self, box: Sandbox, clock: FakeClock, policy: Policy, is_operator_id: int,
+                 cvca_since: date | None = None) -> None:
         self.box, self.clock, self.policy, self.is_operator_id = box, clock, policy, is_operator_id
         self.seq = Counter[str]()
         today = clock.now().date()
+        effective = today if cvca_since is None else cvca_since
         label = str(box.keystore.next_label(DOC.value, "cvca"))
-        self.cvca_label = label
         signer = box.keystore.generate_key(label, CV_SPEC, reason="simulation CVCA")
-        exp = cv_max_expiration(today, policy.limit(DOC, Role.CVCA).certificate_validity_months)
-        self.cvca_der = build_cvca_certificate(signer, chr=self._chr("CVCA"), effective_date=today,
-                                               expiration_date=exp, document_type=DOC, policy=policy)
-        self._store(self.cvca_der, Role.CVCA, label, None)
-        self.dv_label, self.dv_der = self._issue_dv()
+        exp = cv_max_expiration(effective, policy.limit(DOC, Role.CVCA).certificate_validity_months)
+        if not effective <= today <= exp:
+            raise ValueError(f"the first CVCA ({effective} – {exp}) must be valid on the first day {today}")
+        der = build_cvca_certificate(signer, chr=self._chr("CVCA"), effective_date=effective, expiration_date=exp,
+                                     document_type=DOC, policy=policy)
+        self._store(der, Role.CVCA, label, None)
+        self.dv_label, self.dv_der, self._dv_id = self._issue_dv()
         self._issue_is()
+
+    def current_cvca(self) -> tuple[str, bytes, int]:
+        """(HSM label, certificate, row id) of the newest self-signed CVCA with a key of ours —
+        expired too, so that a renewal past its end is refused naming it."""
+        with self.box.store.transaction() as tx:
+            cert, key = tx.session.execute(
+                select(Certificate, Key).join(Key, Key.id == Certificate.key_id)
+                .where(Certificate.role == Role.CVCA, Certificate.document_type == DOC,
+                       Certificate.certificate_format == CertificateFormat.CV, Certificate.chr == Certificate.issuer)
+                .order_by(Certificate.not_before.desc(), Certificate.id.desc()).limit(1)
+            ).one()  # fmt: skip
+            return key.hsm_label, cert.der, cert.id
+
+    @property
+    def cvca_label(self) -> str:
+        return self.current_cvca()[0]
+
+    @property
+    def cvca_der(self) -> bytes:
+        return self.current_cvca()[1]
 
     def _chr(self, mnemonic: str) -> str:
         self.seq[mnemonic] += 1
         return f"VN{mnemonic}{self.seq[mnemonic]:05d}"
 
-    def _store(self, der: bytes, role: Role, key_label: str | None, org: int | None) -> int:
+    def _store(self, der: bytes, role: Role, key_label: str | None, org: int | None,
+               issuer_id: int | None = None) -> int:
         cv = parse_cv(der)
         now = self.clock.now()
         with self.box.store.transaction() as tx:
@@ -157,23 +219,23 @@ class SimCvAuthority:
                                     usage_not_after=day_end(cv.expiration_date), state=KeyState.ACTIVE).id
             return tx.add_certificate(
                 key_id=key_id, organisation_id=org, certificate_format=CertificateFormat.CV, role=role,
-                document_type=DOC, chr=cv.chr, subject=cv.chr, issuer=cv.car,
+                document_type=DOC, chr=cv.chr, subject=cv.chr, issuer=cv.car, issuer_certificate_id=issuer_id,
                 not_before=day_start(cv.effective_date), not_after=day_end(cv.expiration_date), der=der,
                 fingerprint_sha256=hashlib.sha256(der).hexdigest(), created_at=now,
             ).id  # fmt: skip
 
-    def _issue_dv(self) -> tuple[str, bytes]:
+    def _issue_dv(self) -> tuple[str, bytes, int]:
         today = self.clock.now().date()
-        cvca = parse_cv(self.cvca_der)
+        cvca_label, cvca_der, cvca_id = self.current_cvca()
+        cvca = parse_cv(cvca_der)
         label = str(self.box.keystore.next_label(DOC.value, "dvca"))
         dv_signer = self.box.keystore.generate_key(label, CV_SPEC, reason="simulation DV")
         request = build_request(dv_signer, chr=self._chr("SIMDV"), car=cvca.chr)
         exp = min(cv_max_expiration(today, self.policy.limit(DOC, Role.DVCA).certificate_validity_months),
                   cvca.expiration_date)
-        der = build_dv_certificate(self.box.keystore.signer(self.cvca_label), cvca, request, domestic=True,
+        der = build_dv_certificate(self.box.keystore.signer(cvca_label), cvca, request, domestic=True,
                                    effective_date=today, expiration_date=exp, document_type=DOC, policy=self.policy)
-        self._store(der, Role.DVCA, label, self.box.provider_id)
-        return label, der
+        return label, der, self._store(der, Role.DVCA, label, self.box.provider_id, cvca_id)
 
     def _issue_is(self) -> str:
         today = self.clock.now().date()
@@ -185,24 +247,25 @@ class SimCvAuthority:
                   dv.expiration_date)
         der = build_terminal_certificate(self.box.keystore.signer(self.dv_label), dv, request, effective_date=today,
                                          expiration_date=exp, document_type=DOC, policy=self.policy)
-        self._store(der, Role.IS, None, self.is_operator_id)
+        self._store(der, Role.IS, None, self.is_operator_id, self._dv_id)
         return parse_cv(der).chr
 
     def request_renewal(self, due: RenewalDue, now: datetime) -> str:
         """Renew, unless the issuer's own expiry caps the renewal at the due certificate's end.
 
-        A certificate never outlives its issuer, and the simulation does not roll the CVCA over:
-        near the CVCA's end a "renewed" DV would expire with the one it replaces, so the schedule
-        would find both due again the next day, and every copy after that — doubling daily.  Such
-        a renewal is refused (named in the timeline); coverage then lapses, which the report's
-        IS-coverage days show."""
+        A certificate never outlives its issuer: near the end of a CVCA whose ceremony was not
+        held, a "renewed" DV would expire with the one it replaces, so the schedule would find
+        both due again the next day, and every copy after that — doubling daily.  Such a
+        renewal is refused (named in the timeline); coverage then lapses, which the report's
+        IS-coverage days show.  Once the ceremony has made the next CVCA, the DV renewal is
+        issued by it."""
         issuer = parse_cv(self.cvca_der if due.role is Role.DVCA else self.dv_der)
         if day_end(issuer.expiration_date) <= due.not_after:
             return (f"not renewed: its issuer {issuer.chr} expires {issuer.expiration_date} "
-                    "(the simulation does not roll the CVCA over)")
+                    "(no CVCA ceremony made its successor)")
         if due.role is Role.DVCA:
-            self.dv_label, self.dv_der = self._issue_dv()
-            return parse_cv(self.dv_der).chr
+            self.dv_label, self.dv_der, self._dv_id = self._issue_dv()
+            return f"{parse_cv(self.dv_der).chr} (issued by {parse_cv(self.dv_der).car})"
         return self._issue_is()
 
 
@@ -309,6 +372,75 @@ class SimFlow:
         return self.requester.request_successor(DOC, 0, now)
 
 
+class SimCeremonies:
+    """The two Provider officers a CA key ceremony needs (`lifecycle_api.ceremonies`).
+
+    The CA-rollover schedules propose as the Provider's service account `CA_SCHEDULE_OPERATOR`
+    (`schedules.actors.CeremonyProposer`, the actor `icao-pki serve` wires), which also records
+    the notice; a schedule is never the second pair of eyes.  `approve_due` is the second
+    officer, a distinct operator (a person) of the Provider: a day after the proposal it
+    approves through `lifecycle_api.ceremonies.approve`, which makes the new key in the HSM, the
+    self-signed certificate and the link certificate from the previous one (for a CSCA also its
+    first CRL and a new Master List).  A CSCA proposal carries the 90-day notice's end as
+    ``key_usage_from``, so the new CSCA certifies DS keys only from then on."""
+
+    def __init__(self, services: Services, provider_id: int) -> None:
+        self.services = services
+        with services.store.transaction() as tx:
+            self.schedule_operator_id = create_operator(tx, services, None, provider_id, name=CA_SCHEDULE_OPERATOR,
+                                                        kind=OperatorKind.SERVICE_ACCOUNT).operator.id
+            self.officer_id = create_operator(tx, services, None, provider_id, name=CEREMONY_OFFICER,
+                                              kind=OperatorKind.OPERATOR).operator.id
+        self.proposer = CeremonyProposer(services, self.schedule_operator_id)
+
+    def approve_due(self, now: datetime) -> list[SimEvent]:
+        """Approve every ceremony the schedule proposed at least `CEREMONY_APPROVAL_DELAY` ago.
+        A refused approval is named in the timeline and stays open (tried again the next day)."""
+        store = self.services.store
+        with store.transaction() as tx:
+            due = [r.id for r in tx.session.scalars(
+                select(Request).where(Request.request_type == CEREMONY, Request.state == RequestState.SUBMITTED,
+                                      Request.created_at <= now - CEREMONY_APPROVAL_DELAY)
+                .order_by(Request.created_at)
+            ) if r.payload.get("proposed_by_operator_id") == self.schedule_operator_id]  # fmt: skip
+        if not due:
+            return []
+        officer = operator_caller(store, self.officer_id, "Provider officer")
+        events = []
+        for request_id in due:
+            try:
+                done = approve(self.services, officer, request_id)
+            except (LifecycleError, PolicyViolation) as exc:
+                events.append(SimEvent(now, "ceremony-failed", f"ceremony {request_id}: {type(exc).__name__}: {exc}"))
+                continue
+            events.append(self._describe(done, officer.operator_name, now))
+        return events
+
+    def _describe(self, done: Request, officer: str, now: datetime) -> SimEvent:
+        result = done.result or {}
+        kind = done.payload["kind"]
+        with self.services.store.transaction() as tx:
+            cert, key = tx.certificate(result["certificate_id"]), tx.key(result["key_id"])
+            link = tx.certificate(result["link_certificate_id"]) if "link_certificate_id" in result else None
+            published = tx.session.scalars(
+                select(AuditEntry.action).where(AuditEntry.entity_type == "request", AuditEntry.entity_id == done.id,
+                                                AuditEntry.action.like("ceremony.master_list_%"))
+            ).first()  # fmt: skip
+        who = f"ceremony {done.id} proposed by {done.payload.get('proposed_by')}, approved by {officer}"
+        linked = f"link certificate {link.id} issued by {link.issuer}" if link is not None else "no link certificate"
+        if kind == "cvca":
+            return SimEvent(now, "cvca-ceremony", f"{who}: new CVCA {cert.chr} (key {key.hsm_label}, valid "
+                                                  f"{cert.not_before:%Y-%m-%d} – {cert.not_after:%Y-%m-%d}); {linked}")
+        if kind == "csca":
+            usage = f"{key.usage_not_before:%Y-%m-%d} – {key.usage_not_after:%Y-%m-%d}"
+            master_list = {"ceremony.master_list_published": "Master List published",
+                           "ceremony.master_list_failed": "Master List NOT published"}.get(published or "", "no Master List")
+            return SimEvent(now, "csca-ceremony", f"{who}: new CSCA {cert.subject} (key {key.hsm_label}, key usage "
+                                                  f"{usage}, valid until {cert.not_after:%Y-%m-%d}); {linked}; "
+                                                  f"{master_list}")
+        return SimEvent(now, f"{kind}-ceremony", f"{who}: {cert.subject} (key {key.hsm_label})")
+
+
 @dataclass
 class SimulationReport:
     start: datetime
@@ -380,7 +512,11 @@ def _key_role(label: str) -> str | None:
         return None
 
 
-def _job_events(at: datetime, results: dict[str, Any], describe: Callable[[str], str]) -> list[SimEvent]:
+def _job_events(at: datetime, results: dict[str, Any], describe: Callable[[str], str],
+                reported: set[str] | None = None) -> list[SimEvent]:
+    """`reported`: ceremony proposals already in the timeline — the rollover job finds its open
+    proposal again each day until the officer approves it."""
+    reported = set() if reported is None else reported
     out = []
     for action in results.get("ds-rollover-check") or []:
         due = getattr(action, "due", None)
@@ -399,8 +535,11 @@ def _job_events(at: datetime, results: dict[str, Any], describe: Callable[[str],
                                 f"{due.subject} (expires {due.not_after:%Y-%m-%d}) → {result}"))
     for job, kind in (("cvca-rollover", "cvca"), ("csca-rollover", "csca")):
         for due, result in results.get(job) or []:
-            if result != "already-noticed":  # the notice is recorded once; later runs only find it
-                out.append(SimEvent(at, kind, f"{due.hsm_label} usage ends {due.usage_not_after:%Y-%m-%d}: {result}"))
+            if result == "already-noticed" or result in reported:  # recorded once; later runs only find it
+                continue
+            if isinstance(result, str) and result.startswith("ceremony:"):
+                reported.add(result)
+            out.append(SimEvent(at, kind, f"{due.hsm_label} usage ends {due.usage_not_after:%Y-%m-%d}: {result}"))
     for crl_id in results.get("crl-publication") or []:
         out.append(SimEvent(at, "crl", f"CRL row {crl_id}"))
     expired = results.get("certificate-expiry") or []
@@ -420,20 +559,32 @@ def run_simulation(
     progress: Callable[[datetime, int], None] | None = None,
     keystore: KeyStore | None = None,
     ds_key_spec: str = SIM_DS_KEY_SPEC,
+    csca_age_months: int = 0,
+    cvca_age_months: int = 0,
 ) -> SimulationReport:
     """`keystore`: an already open key store to use instead of a throwaway token (tests).
-    `ds_key_spec`: the key type the Agency asks for (`SIM_DS_KEY_SPEC` explains the default)."""
+    `ds_key_spec`: the key type the Agency asks for (`SIM_DS_KEY_SPEC` explains the default).
+    `csca_age_months`, `cvca_age_months`: how long the CSCA key and the CVCA have been in use
+    when the simulation starts (a deployment in mid-life): the sandbox is set up that many
+    months earlier, so a short run reaches their rollovers; every limit still comes from `policy`."""
     if years < 1 or sods_per_day < 0:
         raise ValueError("years must be ≥ 1 and sods_per_day ≥ 0")
     if years > MAX_YEARS:
         raise ValueError(f"years must be ≤ {MAX_YEARS}: the simulated government CA's sub-CA lives {SUB_CA_YEARS} "
                          "years, and with it every official-use certificate that signs a request")
+    csca_usage = policy.limit(DOC, Role.CSCA).key_usage_months
+    cvca_validity = policy.limit(DOC, Role.CVCA).certificate_validity_months
+    if not 0 <= csca_age_months < csca_usage or not 0 <= cvca_age_months < cvca_validity:
+        raise ValueError(f"the CSCA's age must be 0 to {csca_usage - 1} months (its key usage) and the CVCA's "
+                         f"0 to {cvca_validity - 1} months (its validity): each must still be usable on the first day")
     own_folder = folder is None
     folder = folder or Path(tempfile.mkdtemp(prefix="icao-pki-simulate-"))
-    clock = FakeClock(start)
+    clock = FakeClock(add_months(start, -csca_age_months))  # the sandbox's CSCA is made on its clock's today
     box = open_sandbox(clock, folder=folder, policy=policy, document_type=DOC, keystore=keystore)
+    clock.set(start)
     try:
-        return _simulate(box, clock, policy, years, sods_per_day, batches_per_day, progress, ds_key_spec)
+        return _simulate(box, clock, policy, years, sods_per_day, batches_per_day, progress, ds_key_spec,
+                         add_months(start, -cvca_age_months).date())
     finally:
         box.store.dispose()
         if own_folder:
@@ -441,42 +592,51 @@ def run_simulation(
 
 
 def _simulate(box: Sandbox, clock: FakeClock, policy: Policy, years: int, sods_per_day: int, batches_per_day: int,
-              progress: Callable[[datetime, int], None] | None, ds_key_spec: str) -> SimulationReport:
+              progress: Callable[[datetime, int], None] | None, ds_key_spec: str,
+              cvca_since: date) -> SimulationReport:
     start = clock.now()
     end = add_months(start, 12 * years)
     report = SimulationReport(start, end, sods_per_day)
     with box.store.transaction() as tx:
         is_operator = tx.add_organisation(name="IS operator", party_type=PartyType.IS_OPERATOR, country="VN",
                                           ministry="MPS", now=start).id
-    cv = SimCvAuthority(box, clock, policy, is_operator)
+    cv = SimCvAuthority(box, clock, policy, is_operator, cvca_since)
 
     def describe(reference: str) -> str:
         return describe_successor(box, reference)
 
     flow = SimFlow(box, clock, policy, ds_key_spec)
+    ceremonies = SimCeremonies(flow.services, box.provider_id)
     report.events.append(SimEvent(start, "ds-first", f"first DS key → {describe(flow.request_first_key(start))}"))
     service = DsSigningService(box.store, box.keystore, clock, policy, block_size=max(256, sods_per_day))
     # the job context `icao-pki serve` runs (`schedules.runtime.job_context`: the services' sign
     # component for CRLs, …), with the Agency's requester per document type as it wires it — ours
-    # asks for the simulation's DS key type — and the direct CV renewals
+    # asks for the simulation's DS key type —, the direct CV renewals, and the ceremony proposer
+    # acting as the Provider's CA-rollover service account
     ctx = replace(job_context(flow.services, box.keystore), successor=ByDocumentType({DOC: flow.requester}),
-                  renewals=cv)
+                  renewals=cv, ca_rollover=ceremonies.proposer)
+    # the working day: the line's batches, and the officer's morning (None)
+    batches = [sods_per_day // batches_per_day + (1 if i < sods_per_day % batches_per_day else 0)
+               for i in range(batches_per_day)]
+    workday = sorted([(timedelta(hours=6 + i * 12 / batches_per_day), n) for i, n in enumerate(batches) if n]
+                     + [(timedelta(hours=OFFICER_HOUR), None)], key=lambda moment: moment[0])
     tally: dict[str, list[Any]] = defaultdict(lambda: [0, None, None])  # label -> [count, first, last]
     current: str | None = None
+    proposals: set[str] = set()
     serial = 0
     dg2 = HashAlgorithm.SHA256.digest(b"DG2")
     day = start
     while day < end:
         clock.set(day)
         flow.refresh(day)
-        report.events += _job_events(day, run_all(ctx), describe)
+        report.events += _job_events(day, run_all(ctx), describe, proposals)
         if not _is_covered(box, is_operator, day + timedelta(hours=12)):
             report.is_uncovered_days.append(day.date().isoformat())
-        for i in range(batches_per_day):
-            n = sods_per_day // batches_per_day + (1 if i < sods_per_day % batches_per_day else 0)
-            if n == 0:
+        for at, n in workday:
+            clock.set(day + at)
+            if n is None:
+                report.events += ceremonies.approve_due(clock.now())
                 continue
-            clock.set(day + timedelta(hours=6 + i * 12 / batches_per_day))
             items = [SodInput(dg_hashes={1: HashAlgorithm.SHA256.digest(b"%d" % (serial + k)), 2: dg2})
                      for k in range(n)]
             serial += n
@@ -502,17 +662,48 @@ def _simulate(box: Sandbox, clock: FakeClock, policy: Policy, years: int, sods_p
     service.close()
     _check(box, policy, report, tally)
     check_ds_requests(box, flow, report)
+    check_ca_rollovers(box, report)
     return report
 
 
+def _cv_parent(tx: StoreTx, car: str) -> Certificate | None:
+    """The certificate a CAR names, as a chip finds it: the self-signed CVCA of that CHR (not
+    its link certificate, which has the same CHR), else the DV of that CHR."""
+    rows = tx.session.scalars(
+        select(Certificate).where(Certificate.certificate_format == CertificateFormat.CV, Certificate.chr == car,
+                                  Certificate.document_type == DOC).order_by(Certificate.id)
+    ).all()  # fmt: skip
+    return next((r for r in rows if r.issuer == r.chr), rows[0] if rows else None)
+
+
+def cv_chain_problem(tx: StoreTx, row: Certificate, at: date) -> str | None:
+    """Why a DV or IS certificate does not chain, through the CARs, to one of our self-signed
+    CVCAs with every certificate of the chain (the CVCA too) valid on `at`; None if it does."""
+    chain = [parse_cv(row.der)]
+    while not chain[0].is_self_signed:
+        if len(chain) > 3:
+            return f"no CVCA above {chain[0].chr} within three certificates"
+        parent = _cv_parent(tx, chain[0].car)
+        if parent is None:
+            return f"its issuer {chain[0].car} is not in the database"
+        chain.insert(0, parse_cv(parent.der))
+    if len(chain) < 2:
+        return "it is a CVCA"
+    findings = check_chain_at(chain[0], chain[1:], at).findings
+    return f"{findings[0]} (chain {' → '.join(c.chr for c in chain)}, on {at})" if findings else None
+
+
 def _is_covered(box: Sandbox, organisation_id: int, when: datetime) -> bool:
+    """An IS certificate of the operator valid at `when` whose DV and CVCA are valid then too:
+    a terminal whose DV or CVCA has expired cannot authenticate to a chip."""
     with box.store.transaction() as tx:
-        return tx.session.scalars(
-            select(Certificate.id).where(
+        rows = tx.session.scalars(
+            select(Certificate).where(
                 Certificate.organisation_id == organisation_id, Certificate.role == Role.IS,
                 Certificate.not_before <= when, Certificate.not_after >= when,
-            ).limit(1)
-        ).first() is not None  # fmt: skip
+            ).order_by(Certificate.not_after.desc())
+        ).all()  # fmt: skip
+        return any(cv_chain_problem(tx, row, when.date()) is None for row in rows)
 
 
 def _check(box: Sandbox, policy: Policy, report: SimulationReport, tally: dict[str, list[Any]]) -> None:
@@ -551,6 +742,12 @@ def _check(box: Sandbox, policy: Policy, report: SimulationReport, tally: dict[s
                                              certificate_format=CertificateFormat.CV)
             except PolicyViolation as exc:
                 report.violations.append(f"certificate {row.id} ({row.role.value}): {exc}")
+            if row.certificate_format is CertificateFormat.CV and row.role in (Role.DVCA, Role.IS):
+                # issued under a CVCA valid on its effective date (after a rollover: the new one)
+                problem = cv_chain_problem(tx, row, parse_cv(row.der).effective_date)
+                if problem is not None:
+                    report.violations.append(f"certificate {row.id} ({row.role.value} {row.chr}) does not chain to "
+                                             f"a CVCA valid at its issuance: {problem}")
         statuses = Counter(r.status for r in rows)
         ds_certificates = sum(1 for r in rows if r.role is Role.DS)
     kinds = Counter(e.kind for e in report.events)
@@ -560,7 +757,9 @@ def _check(box: Sandbox, policy: Policy, report: SimulationReport, tally: dict[s
         "is_destroyed": kinds["is-destroyed"],
         "is_renewals": kinds["is-renewal"], "dv_renewals": kinds["dv-renewal"],
         "renewals_refused": kinds["renewal-refused"], "cvca_events": kinds["cvca"],
-        "csca_events": kinds["csca"], "crls": kinds["crl"], "expired_revoked": statuses[CertificateStatus.EXPIRED],
+        "csca_events": kinds["csca"], "cvca_ceremonies": kinds["cvca-ceremony"],
+        "csca_ceremonies": kinds["csca-ceremony"], "ceremonies_failed": kinds["ceremony-failed"],
+        "crls": kinds["crl"], "expired_revoked": statuses[CertificateStatus.EXPIRED],
     }  # fmt: skip
 
 
@@ -569,19 +768,21 @@ def check_ds_requests(box: Sandbox, flow: SimFlow, report: SimulationReport) -> 
     """From the database alone: every DS certificate came from a completed
     ds_certificate request of the Agency, signed by it and countersigned by its Cơ yếu unit,
     naming exactly the certified key, whose CSR carries the certified public key; the
-    certificate verifies under the CSCA; and no completed request lacks its certificate."""
-    csca = parse_certificate(box.csca_der)
+    certificate was signed by the CSCA its row names, inside that CSCA key's usage period and
+    while no newer CSCA's was running (`_csca_problem`); and no completed request lacks its
+    certificate."""
     with box.store.transaction() as tx:
+        cscas = _our_cscas(tx)
         certificates = tx.session.scalars(
             select(Certificate).where(Certificate.role == Role.DS).order_by(Certificate.id)).all()
         requests = tx.session.scalars(select(Request).where(Request.request_type == DS_REQUEST)).all()
         for row in certificates:
-            problem = _request_problem(tx, box, flow, csca, row)
+            problem = _request_problem(tx, box, flow, cscas, row)
             label = tx.key(row.key_id).hsm_label if row.key_id is not None else None
             request = tx.session.get(Request, row.request_id) if row.request_id is not None else None
             report.ds_requests.append({"certificate_id": row.id, "hsm_label": label, "request_id": row.request_id,
                                        "request_state": request.state.value if request is not None else None,
-                                       "problem": problem})
+                                       "csca_certificate_id": row.issuer_certificate_id, "problem": problem})
             if problem is not None:
                 report.violations.append(f"DS certificate {row.id} ({label}): {problem}")
         states = Counter(r.state for r in requests)
@@ -594,7 +795,103 @@ def check_ds_requests(box: Sandbox, flow: SimFlow, report: SimulationReport) -> 
     report.counts["ds_requests_rejected"] = states[RequestState.REJECTED]
 
 
-def _request_problem(tx: StoreTx, box: Sandbox, flow: SimFlow, csca: X509Certificate, row: Certificate) -> str | None:
+def check_ca_rollovers(box: Sandbox, report: SimulationReport) -> None:
+    """From the database alone, for every CSCA and CVCA a key ceremony made after the first:
+    a link certificate signed by its predecessor carries its public key (for a CSCA, a Master
+    List published since carries both), and the ceremony was proposed and approved by two
+    distinct Provider operators (the audit log)."""
+    with box.store.transaction() as tx:
+        cscas = _our_cscas(tx)
+        links = [parse_certificate(r.der) for r in tx.session.scalars(
+            select(Certificate).where(Certificate.role == Role.CSCA, Certificate.key_id.is_(None),
+                                      Certificate.certificate_format == CertificateFormat.X509))]
+        master_lists = tx.published(PublishedKind.MASTER_LIST, current_only=False)
+        for (old_id, old), (new_id, new) in itertools.pairwise(cscas):
+            link = next((c for c in links if c.spki_der == new.spki_der and _verifies(c, old)), None)
+            if link is None:
+                report.violations.append(f"CSCA certificate {new_id} has no link certificate from CSCA {old_id}")
+                continue
+            if not any(row.published_at >= new.not_before and {new.der, link.der} <= set(parse_master_list(row.der).entries)
+                       for row in master_lists):
+                report.violations.append(f"no Master List published since CSCA certificate {new_id} lists it and "
+                                         "its link certificate")
+        cvca_rows = tx.session.scalars(
+            select(Certificate).where(Certificate.role == Role.CVCA, Certificate.document_type == DOC,
+                                      Certificate.certificate_format == CertificateFormat.CV)
+            .order_by(Certificate.not_before, Certificate.id)).all()  # fmt: skip
+        cvcas = [parse_cv(r.der) for r in cvca_rows if r.chr == r.issuer]
+        cv_links = [parse_cv(r.der) for r in cvca_rows if r.chr != r.issuer]
+        for old_cv, new_cv in itertools.pairwise(cvcas):
+            point = getattr(new_cv.public_key, "point", None)
+            found = [c for c in cv_links if c.chr == new_cv.chr and c.car == old_cv.chr and point is not None
+                     and getattr(c.public_key, "point", None) == point
+                     and check_chain_at(old_cv, [c], c.effective_date).valid]
+            if not found:
+                report.violations.append(f"CVCA {new_cv.chr} has no link certificate from {old_cv.chr}")
+        ceremonies = tx.session.scalars(select(Request).where(Request.request_type == CEREMONY)).all()
+        for req in ceremonies:
+            actors = {a.action: a.actor_operator_id for a in tx.session.scalars(
+                select(AuditEntry).where(AuditEntry.entity_type == "request", AuditEntry.entity_id == req.id,
+                                         AuditEntry.action.in_(("ceremony.proposed", "ceremony.completed"))))}
+            done = actors.get("ceremony.completed")
+            if req.state is RequestState.COMPLETED and (done is None or done == actors.get("ceremony.proposed")):
+                report.violations.append(f"ceremony {req.id} was not approved by a second Provider operator")
+    report.counts["cscas"] = len(cscas)
+    report.counts["cvcas"] = len(cvcas)
+
+
+def _verifies(cert: X509Certificate, issuer: X509Certificate) -> bool:
+    try:
+        cert.verify_issued_by(issuer)
+    except CertificateVerifyError:
+        return False
+    return True
+
+
+def _our_cscas(tx: StoreTx) -> list[tuple[int, X509Certificate]]:
+    """Our self-signed CSCA certificates (those with a key in the HSM; link certificates have
+    none), oldest first."""
+    rows = tx.session.scalars(
+        select(Certificate).where(Certificate.role == Role.CSCA, Certificate.document_type == DOC,
+                                  Certificate.certificate_format == CertificateFormat.X509,
+                                  Certificate.key_id.is_not(None)).order_by(Certificate.not_before, Certificate.id)
+    ).all()  # fmt: skip
+    return [(r.id, parse_certificate(r.der)) for r in rows]
+
+
+def _csca_problem(cert: X509Certificate, row: Certificate, cscas: list[tuple[int, X509Certificate]]) -> str | None:
+    """The DS certificate's signature verifies under the CSCA its row names; it was issued
+    (notBefore) inside that CSCA's private key usage period, when no newer CSCA's period had
+    begun (from then on the new CSCA signs, ICAO 9303-12 §4.1.4), and it ends with its CSCA."""
+    issued = cert.not_before
+    signers = []
+    for csca_id, csca in cscas:
+        try:
+            cert.verify_issued_by(csca)
+        except CertificateVerifyError:
+            continue
+        signers.append((csca_id, csca))
+    if not signers:
+        return "not issued by any of our CSCAs"
+    csca_id, csca = signers[0]
+    if row.issuer_certificate_id != csca_id:
+        return f"signed by CSCA certificate {csca_id}, its row names {row.issuer_certificate_id}"
+    usage = csca.private_key_usage_period
+    if usage is None or not usage.start <= issued <= usage.end:
+        window = f"{usage.start:%Y-%m-%d} – {usage.end:%Y-%m-%d}" if usage is not None else "none"
+        return f"issued {issued:%Y-%m-%d} outside its CSCA's key usage period ({window})"
+    newer = [(i, c) for i, c in cscas if c.not_before > csca.not_before and c.private_key_usage_period is not None
+             and c.private_key_usage_period.start <= issued <= c.private_key_usage_period.end]
+    if newer:
+        return (f"issued {issued:%Y-%m-%d} by CSCA certificate {csca_id} while the newer CSCA certificate "
+                f"{newer[0][0]}'s key usage period had begun")
+    if cert.not_after > csca.not_after:
+        return f"valid until {cert.not_after:%Y-%m-%d}, after its CSCA ({csca.not_after:%Y-%m-%d})"
+    return None
+
+
+def _request_problem(tx: StoreTx, box: Sandbox, flow: SimFlow, cscas: list[tuple[int, X509Certificate]],
+                     row: Certificate) -> str | None:
     if row.request_id is None:
         return "issued without a request"
     req = tx.session.get(Request, row.request_id)
@@ -623,8 +920,4 @@ def _request_problem(tx: StoreTx, box: Sandbox, flow: SimFlow, csca: X509Certifi
         return f"request {req.id}'s CSR: {exc}"
     if cert.public_key != csr.public_key:
         return f"the certificate does not carry the public key of request {req.id}'s CSR"
-    try:
-        cert.verify_issued_by(csca)
-    except CertificateVerifyError as exc:
-        return f"not issued by the CSCA: {exc}"
-    return None
+    return _csca_problem(cert, row, cscas)

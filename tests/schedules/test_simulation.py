@@ -15,21 +15,39 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from cvc.builders import build_cvca_certificate
 from cvc.certificate import parse_certificate as parse_cv
+from icao_pki.certificate import parse_certificate
 from icao_pki.clock import FakeClock
 from icao_pki.policy import DEFAULT_POLICY, DocumentType, Role
+from lifecycle_api.authority import key_matches
 from lifecycle_api.certificate_flows import ds_subject
 from lifecycle_api.csr import build_csr
 from lifecycle_api.hierarchy import day_end, day_start
 from lifecycle_api.signing.sandbox import open_sandbox
-from lifecycle_api.store import Certificate, PartyType, Request
-from schedules.decisions import RenewalDue
+from lifecycle_api.store import (
+    AuditEntry,
+    Certificate,
+    KeyState,
+    Operator,
+    OperatorKind,
+    PartyType,
+    Request,
+    RequestState,
+    Store,
+)
+from schedules.decisions import CSCA_ADVANCE_NOTICE, RenewalDue, due_ca_rollovers
 from schedules.simulation import (
+    SimCeremonies,
     SimCvAuthority,
     SimEvent,
     SimFlow,
     SimulationReport,
+    _csca_problem,
+    _our_cscas,
+    check_ca_rollovers,
     check_ds_requests,
+    cv_chain_problem,
     run_simulation,
 )
 
@@ -139,7 +157,8 @@ def test_cv_renewal_capped_by_the_cvca_is_refused_instead_of_repeated(keystore, 
         clock.advance(days=70)
         due = RenewalDue(0, Role.DVCA, DocumentType.PASSPORT, box.provider_id, first_dv.chr,
                          day_end(first_dv.expiration_date))
-        assert cv.request_renewal(due, clock.now()) == parse_cv(cv.dv_der).chr != first_dv.chr
+        result = cv.request_renewal(due, clock.now())
+        assert result == f"{parse_cv(cv.dv_der).chr} (issued by {cvca.chr})" and parse_cv(cv.dv_der).chr != first_dv.chr
         assert dv_count() == 2
 
         clock.set(day_start(cvca.expiration_date) - timedelta(days=10))
@@ -214,3 +233,187 @@ def test_destroyed_keys_are_told_apart_by_the_role_in_their_label() -> None:
         ("ds-destroyed", "passport-ds-00003 destroyed in the HSM"),
         ("is-destroyed", "passport-is-00007 destroyed in the HSM"),
     ]
+
+
+#: the simulation starts with the CSCA key 54 of its 60 months and the CVCA 30 of its 36 months
+#: into their lives: one year at 4 SODs a day crosses both rollovers
+CSCA_AGE_MONTHS, CVCA_AGE_MONTHS = 54, 30
+
+
+@pytest.fixture(scope="module")
+def aged_run(keystore, tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulationReport, Path]:  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("aged-simulation")  # kept: the test reads the run's database
+    report = run_simulation(1, 4, keystore=keystore, folder=folder, csca_age_months=CSCA_AGE_MONTHS,
+                            cvca_age_months=CVCA_AGE_MONTHS)
+    return report, folder
+
+
+def _audit(tx, request_id: str, action: str) -> AuditEntry:  # type: ignore[no-untyped-def]
+    [entry] = tx.session.scalars(select(AuditEntry).where(AuditEntry.entity_type == "request",
+                                                          AuditEntry.entity_id == request_id,
+                                                          AuditEntry.action == action)).all()
+    return entry
+
+
+@pytest.mark.hsm
+@pytest.mark.slow
+def test_cvca_and_csca_ceremonies_are_held_by_a_second_officer_and_nothing_lapses(  # type: ignore[no-untyped-def]
+        aged_run, keystore) -> None:
+    report, folder = aged_run
+    limit = DEFAULT_POLICY.limit(DocumentType.PASSPORT, Role.DS)
+    assert report.requested == report.signed == 4 * 365
+    assert report.refused == 0 and not report.signing_stopped
+    assert report.violations == [] and not report.limit_exceeded
+    assert report.is_uncovered_days == []
+    assert report.counts["renewals_refused"] == report.counts["ceremonies_failed"] == 0
+    assert report.counts["cvca_ceremonies"] == report.counts["csca_ceremonies"] == 1
+    assert report.counts["cvcas"] == report.counts["cscas"] == 2
+    for key in report.keys:
+        assert key["signed"] == key["handed_out"] <= limit.max_signatures
+    # the timeline: the schedule proposes at midnight, the officer holds the ceremony the next morning
+    held = {}
+    for kind in ("cvca", "csca"):
+        [proposal] = [e for e in report.events if e.kind == kind]
+        [ceremony] = [e for e in report.events if e.kind == f"{kind}-ceremony"]
+        request_id = proposal.detail.rsplit("ceremony:", 1)[1]
+        assert f"ceremony {request_id} proposed by ca-rollover-schedule, approved by ceremony-officer" in ceremony.detail
+        assert ceremony.at == proposal.at + timedelta(days=1, hours=10)
+        assert "link certificate" in ceremony.detail
+        held[kind] = request_id
+    assert "Master List published" in next(e for e in report.events if e.kind == "csca-ceremony").detail
+
+    store = Store(f"sqlite:///{folder / 'sandbox.db'}")
+    try:
+        with store.transaction() as tx:
+            [provider] = tx.organisations_of_type(PartyType.PROVIDER)
+            ceremonies = {r.payload["kind"]: r for r in tx.session.scalars(
+                select(Request).where(Request.request_type == "ceremony"))}
+            assert {k: r.id for k, r in ceremonies.items()} == held
+            made = {}
+            for kind, req in ceremonies.items():
+                assert req.state is RequestState.COMPLETED
+                proposed, completed = _audit(tx, req.id, "ceremony.proposed"), _audit(tx, req.id, "ceremony.completed")
+                assert proposed.actor_operator_id == req.payload["proposed_by_operator_id"]
+                proposer = tx.session.get(Operator, proposed.actor_operator_id)
+                approver = tx.session.get(Operator, completed.actor_operator_id)
+                assert proposer.id != approver.id
+                assert proposer.organisation_id == approver.organisation_id == provider.id
+                assert (proposer.kind, approver.kind) == (OperatorKind.SERVICE_ACCOUNT, OperatorKind.OPERATOR)
+                if kind == "csca":
+                    _audit(tx, req.id, "ceremony.master_list_published")
+                # the new CA: its key row and certificate in the database, its key in the HSM
+                cert, key = tx.certificate(req.result["certificate_id"]), tx.key(req.result["key_id"])
+                assert cert.key_id == key.id and key.state is KeyState.ACTIVE
+                assert key_matches(keystore.signer(key.hsm_label), cert.der, cert.certificate_format)
+                link = tx.certificate(req.result["link_certificate_id"])
+                assert link.key_id is None and link.issuer_certificate_id != cert.id
+                made[kind] = (cert, key, req, link)
+
+            # X.509: the new CSCA signs DS certificates from the end of the 90-day notice on
+            csca, csca_key, csca_req, csca_link = made["csca"]
+            assert csca_key.usage_not_before == csca_req.created_at + CSCA_ADVANCE_NOTICE
+            old_csca = csca_link.issuer_certificate_id
+            issuers = {r["certificate_id"]: r["csca_certificate_id"] for r in report.ds_requests}
+            for row in tx.session.scalars(select(Certificate).where(Certificate.role == Role.DS)):
+                expected = csca.id if row.not_before >= csca_key.usage_not_before else old_csca
+                assert issuers[row.id] == row.issuer_certificate_id == expected
+                parse_certificate(row.der).verify_issued_by(parse_certificate(tx.certificate(expected).der))
+            assert set(issuers.values()) == {old_csca, csca.id}
+
+            # CV: the DVs renewed after the CVCA ceremony are the new CVCA's, and IS certificates theirs
+            cvca, _, _, cvca_link = made["cvca"]
+            assert parse_cv(cvca_link.der).chr == cvca.chr != parse_cv(cvca_link.der).car
+            later = tx.session.scalars(select(Certificate).where(Certificate.created_at > cvca.created_at)
+                                       .order_by(Certificate.id)).all()
+            dvs = {r.chr for r in later if r.role is Role.DVCA}
+            assert dvs and {parse_cv(r.der).car for r in later if r.role is Role.DVCA} == {cvca.chr}
+            assert any(parse_cv(r.der).car in dvs for r in later if r.role is Role.IS)
+            for row in tx.session.scalars(select(Certificate).where(Certificate.role.in_((Role.DVCA, Role.IS)))):
+                assert cv_chain_problem(tx, row, parse_cv(row.der).effective_date) is None
+    finally:
+        store.dispose()
+
+
+@pytest.mark.hsm
+@pytest.mark.slow
+def test_cli_prints_the_ceremonies_in_text_and_json(aged_run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import schedules.simulation
+    from icao_pki.cli_simulate import app
+
+    report, _ = aged_run
+    monkeypatch.setattr(schedules.simulation, "run_simulation", lambda *a, **k: report)
+    result = CliRunner().invoke(app, ["--years", "1", "--sods-per-day", "4"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for kind in ("cvca", "csca", "cvca-ceremony", "csca-ceremony"):
+        [event] = [e for e in report.events if e.kind == kind]
+        assert f"{event.at:%Y-%m-%d %H:%M}  {kind:<12} {event.detail}" in lines
+    assert "cvca_ceremonies 1, csca_ceremonies 1, ceremonies_failed 0" in lines[-2]
+    assert lines[-1].endswith("limit exceeded: no; signing stopped: no")
+    result = CliRunner().invoke(app, ["--years", "1", "--sods-per-day", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    ceremonies = [e for e in data["events"] if e["kind"].endswith("-ceremony")]
+    assert [e["kind"] for e in ceremonies] == ["csca-ceremony", "cvca-ceremony"]
+    assert all("link certificate" in e["detail"] for e in ceremonies)
+    assert data["counts"]["cscas"] == data["counts"]["cvcas"] == 2
+
+
+@pytest.mark.hsm
+def test_ca_checks_catch_a_ds_certificate_of_the_old_csca_and_a_cvca_without_link(keystore, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The checks behind the aged run's empty violation list can fail: a DS certificate signed by
+    the previous CSCA once the new one's usage began, a CVCA made outside a ceremony (no link),
+    an IS certificate after its CVCA's end."""
+    start = datetime(2027, 1, 4, tzinfo=UTC)
+    clock = FakeClock(start - timedelta(days=5 * 365 - 100))  # the CSCA key's usage ends in ~100 days
+    box = open_sandbox(clock, folder=tmp_path, keystore=keystore)
+    clock.set(start)
+    try:
+        with box.store.transaction() as tx:
+            operator = tx.add_organisation(name="IS operator", party_type=PartyType.IS_OPERATOR, country="VN",
+                                           ministry="MPS", now=start).id
+        cv = SimCvAuthority(box, clock, DEFAULT_POLICY, operator)
+        flow = SimFlow(box, clock, DEFAULT_POLICY)
+        flow.request_first_key(start)
+        ceremonies = SimCeremonies(flow.services, box.provider_id)
+        [due] = due_ca_rollovers(box.store, clock, Role.CSCA)
+        request_id = ceremonies.proposer.rollover(due, clock.now()).removeprefix("ceremony:")
+        assert ceremonies.approve_due(clock.now()) == []  # not before the next day
+        clock.advance(days=1, hours=10)
+        [held] = ceremonies.approve_due(clock.now())
+        assert held.kind == "csca-ceremony" and request_id in held.detail and "Master List published" in held.detail
+        report = SimulationReport(start, clock.now(), 0)
+        check_ca_rollovers(box, report)
+        assert report.violations == [] and report.counts["cscas"] == 2
+
+        clock.set(start + CSCA_ADVANCE_NOTICE + timedelta(days=1))  # the new CSCA's usage has begun
+        box.issuer.issue(DocumentType.PASSPORT)  # signed directly with the previous CSCA's key
+        [violation] = _check(box, flow, clock).violations
+        assert violation.endswith("issued without a request")
+        with box.store.transaction() as tx:
+            first, direct = tx.session.scalars(select(Certificate).where(Certificate.role == Role.DS)
+                                               .order_by(Certificate.id)).all()
+            assert _csca_problem(parse_certificate(first.der), first, _our_cscas(tx)) is None
+            problem = _csca_problem(parse_certificate(direct.der), direct, _our_cscas(tx))
+        assert problem is not None and "while the newer CSCA certificate" in problem
+
+        # a second CVCA, self-signed, without a link certificate from the first
+        first_cvca = parse_cv(cv.cvca_der)
+        label = str(keystore.next_label("passport", "cvca"))
+        today = clock.now().date()
+        der = build_cvca_certificate(keystore.generate_key(label, "brainpoolP256r1", reason="test CVCA"),
+                                     chr="VNCVCA00099", effective_date=today, expiration_date=today + timedelta(days=300),
+                                     document_type=DocumentType.PASSPORT, policy=DEFAULT_POLICY)
+        cv._store(der, Role.CVCA, label, None)
+        report = SimulationReport(start, clock.now(), 0)
+        check_ca_rollovers(box, report)
+        assert report.violations == [f"CVCA VNCVCA00099 has no link certificate from {first_cvca.chr}"]
+
+        # the first IS certificate's chain on its first day, and on the day after its CVCA's end
+        with box.store.transaction() as tx:
+            first_is = tx.session.scalars(select(Certificate).where(Certificate.role == Role.IS)).first()
+            assert cv_chain_problem(tx, first_is, parse_cv(first_is.der).effective_date) is None
+            problem = cv_chain_problem(tx, first_is, first_cvca.expiration_date + timedelta(days=1))
+        assert problem is not None and problem.startswith(f"{first_cvca.chr}: not valid on")
+    finally:
+        box.store.dispose()
