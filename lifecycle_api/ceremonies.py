@@ -262,9 +262,12 @@ def _sign(services: Services, authority: Authority, p: Proposal, key: GeneratedK
             link_validity = Window(now, min(validity.end, old.not_after))
 
             def link(signer: Any) -> bytes:
+                # the new CSCA's own name (9303-12 §5.1.2: a link certificate names the new CSCA);
+                # if it differs from the old one's, the builder adds the NameChange extension
                 return build_csca_link_certificate(signer, old, new_cert.spki_der, validity=link_validity,
                                                    private_key_usage=usage, document_type=doc,
-                                                   crl_distribution_points=crl_points, policy=policy)
+                                                   crl_distribution_points=crl_points, subject=new_cert.subject,
+                                                   policy=policy)
 
             products.link = authority.sign(previous.signer, previous.label, link,
                                            lambda der: parse_certificate(der).verify_issued_by(old),

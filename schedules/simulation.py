@@ -811,6 +811,9 @@ def check_ca_rollovers(box: Sandbox, report: SimulationReport) -> None:
             if link is None:
                 report.violations.append(f"CSCA certificate {new_id} has no link certificate from CSCA {old_id}")
                 continue
+            if link.subject != new.subject:  # a relying party chains the DS certificates by name
+                report.violations.append(f"the link certificate to CSCA certificate {new_id} names "
+                                         f"{link.subject_str} instead of {new.subject_str}")
             if not any(row.published_at >= new.not_before and {new.der, link.der} <= set(parse_master_list(row.der).entries)
                        for row in master_lists):
                 report.violations.append(f"no Master List published since CSCA certificate {new_id} lists it and "

@@ -62,7 +62,7 @@ def test_csca_rollover_publishes_link_and_validates(pki: PkiWorld) -> None:
     new = parse_certificate(unb64(pki.client.get(f"/v1/certificates/{result['certificate_id']}",
                                                  headers=pki.headers("provider")).json()["der"]))
     link.verify_issued_by(old)
-    assert link.public_key == new.public_key
+    assert link.public_key == new.public_key and link.subject == new.subject
     new.verify_issued_by(new)
     assert [f for f in check_certificate(new, "csca", "passport") if f.is_error] == []
     assert [f for f in check_certificate(link, "csca-link", "passport", issuer=old) if f.is_error] == []
