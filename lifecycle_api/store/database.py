@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select, text, update
+from sqlalchemy import Engine, bindparam, event, func, select, text, update
 from sqlalchemy import create_engine as _sa_create_engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,6 +48,23 @@ from .models import (
 
 #: pg_advisory_xact_lock key serialising audit appends (ASCII "AUDIT" as an int)
 _AUDIT_LOCK_KEY = 0x4155444954
+
+_KEYS = Key.__table__.c
+#: reserve n slots of an active key's budget: used + reserved + n <= max, in SQL (compare-and-set)
+_RESERVE = (
+    update(Key.__table__)
+    .where(_KEYS.id == bindparam("key_id"), _KEYS.state == KeyState.ACTIVE,
+           _KEYS.max_signatures.is_(None)
+           | (_KEYS.signatures_used + _KEYS.signatures_reserved + bindparam("n") <= _KEYS.max_signatures))
+    .values(signatures_reserved=_KEYS.signatures_reserved + bindparam("n"))
+)  # fmt: skip
+#: reserved slots become used (`used`) or are given back (the rest of `total`)
+_SETTLE = (
+    update(Key.__table__)
+    .where(_KEYS.id == bindparam("key_id"), _KEYS.signatures_reserved >= bindparam("total"))
+    .values(signatures_reserved=_KEYS.signatures_reserved - bindparam("total"),
+            signatures_used=_KEYS.signatures_used + bindparam("used"))
+)  # fmt: skip
 
 
 def create_engine_for(url: str) -> Engine:
@@ -442,18 +459,7 @@ class StoreTx:
         """
         if count <= 0:
             raise ValueError("count must be positive")
-        result = self.session.execute(
-            update(Key)
-            .where(
-                Key.id == key_id,
-                Key.state == KeyState.ACTIVE,
-                (Key.max_signatures.is_(None))
-                | (Key.signatures_used + Key.signatures_reserved + count <= Key.max_signatures),
-            )
-            .values(signatures_reserved=Key.signatures_reserved + count)
-            .execution_options(synchronize_session=False)
-        )
-        self._expire_counters(key_id)
+        result = self._counter_update(_RESERVE, key_id=key_id, n=count)
         if result.rowcount != 1:
             row = self.key(key_id)
             if row.state is not KeyState.ACTIVE:
@@ -467,28 +473,26 @@ class StoreTx:
                 max=row.max_signatures,
             )
 
-    def _expire_counters(self, key_id: int) -> None:
-        """The counters just changed in SQL: a `Key` of this session must read them again.
+    def _counter_update(self, statement: Any, **parameters: Any) -> Any:
+        """Run a prepared counter UPDATE in this transaction; a `Key` of this session then reads
+        the counters again.
 
-        Cheaper than SQLAlchemy's "evaluate" synchronisation, which re-interprets the UPDATE's
-        WHERE clause in Python at every call (the signing service settles once per batch)."""
-        loaded = self.session.identity_map.get(identity_key(Key, key_id))
+        The signing service settles (and tops its reservation up) once per batch of a
+        personalisation line, where building the statement and SQLAlchemy's ORM bulk-update
+        path — its "evaluate" synchronisation re-interprets the WHERE clause in Python — cost
+        about as much as the database's commit.  So the statements are built once (Core, bound
+        parameters) and only the one loaded `Key` they touch, if any, is expired."""
+        self.session.flush()  # what the ORM's own execute would have flushed first
+        result = self.session.connection().execute(statement, parameters)
+        loaded = self.session.identity_map.get(identity_key(Key, parameters["key_id"]))
         if loaded is not None:
             self.session.expire(loaded, ["signatures_used", "signatures_reserved"])
+        return result
 
     def settle_signatures(self, key_id: int, *, used: int, released: int = 0) -> None:
         """Turn reserved signatures into used ones (`used`) or give them back (`released`)."""
         total = used + released
-        result = self.session.execute(
-            update(Key)
-            .where(Key.id == key_id, Key.signatures_reserved >= total)
-            .values(
-                signatures_reserved=Key.signatures_reserved - total,
-                signatures_used=Key.signatures_used + used,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        self._expire_counters(key_id)
+        result = self._counter_update(_SETTLE, key_id=key_id, total=total, used=used)
         if result.rowcount != 1:
             raise StaleState(f"key {key_id} has fewer than {total} reserved signatures", key_id=key_id)
 
