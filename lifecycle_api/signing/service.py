@@ -27,10 +27,11 @@ the building).  On SoftHSM2 an ECDSA P-256 verification costs about two thirds o
 signature, so in one thread verification and the SOD's Python halve the HSM's rate; with more
 than one CPU (``verify_in="auto"``, the default) the signing thread only reserves, checks the
 window and signs, and the SOD worker process (`worker`) prepares, verifies and assembles
-around it — the batch is still returned only when every signature of it has been verified,
-and a lost worker fails the batch closed.  `verify_every=n` (verify one fast-path signature
-in n; the first of every lease always, inline only) remains for deployments that accept the
-risk; the default stays 1.
+around it, and signs a share of each chunk itself where it can log in to the token (it keeps
+pace; the service counts and window-checks those slots too) — the batch is still returned
+only when every signature of it has been verified, and a lost worker fails the batch closed.
+`verify_every=n` (verify one fast-path signature in n; the first of every lease always,
+inline only) remains for deployments that accept the risk; the default stays 1.
 
 When the current key cannot reserve any more (budget spent) or its window has ended, the
 next candidate (the successor issued by the rollover) is taken in the same call: the
@@ -46,6 +47,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,6 +56,7 @@ from typing import Any, Protocol
 from icao_pki.certificate import parse_certificate
 from icao_pki.clock import Clock
 from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached
+from icao_pki.keystore import KeyStoreConfig
 from icao_pki.policy import DEFAULT_POLICY, DocumentType, Policy, PolicyViolation, Role, Window, add_months
 from icao_pki.signature import plain_to_der
 from icao_pki.signer import HashAlgorithm, KeyKind, RsaPadding, Signer
@@ -76,6 +79,11 @@ from .verifier import signature_checker
 from .worker import PrepItem, SodWorker, WorkerUnavailable
 
 log = logging.getLogger(__name__)
+
+
+#: the usage window must hold this long after the service's check for the worker to sign; the
+#: worker signs only within this time of the check (`DsSigningService._delegate`)
+DELEGATION_MARGIN = timedelta(seconds=60)
 
 
 class SigningKeyStore(Protocol):
@@ -228,6 +236,13 @@ class DsSigningService:
     verify_chunk: int = 64
     finish_every: int = 32
     pipeline_min: int = 16
+    #: let the worker process sign a share of each chunk too, when it can log in to the token
+    #: with the key store's configuration (`icao_pki.keystore.KeyStoreConfig`): on a machine
+    #: whose CPUs also run the software HSM, the signing thread is otherwise the bottleneck
+    delegate: bool = True
+    #: signatures the worker process made (reported by the bench)
+    worker_signed: int = field(default=0, init=False)
+    _share: int = field(default=4, init=False, repr=False)
     _worker: SodWorker | None = field(default=None, init=False, repr=False)
     _leases: dict[DocumentType, _Lease] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -300,7 +315,8 @@ class DsSigningService:
 
     def _sign_pipelined(self, doc: DocumentType, items: Sequence[SodInput], checked: list[PrepItem],
                         results: list[SignedSod], made: dict[int, int]) -> None:
-        """This thread reserves, checks the window and signs; the worker does the rest (module doc of `worker`)."""
+        """This thread reserves, checks the window and signs; the worker does the rest (module doc of
+        `worker`) and, when it could log in to the token, signs the tail of each middle chunk."""
         start = 0
         while start < len(items):  # the worker needs a template (a lease's first SOD, built here)
             lease, now = self._usable_lease(doc, len(items) - start)
@@ -323,13 +339,20 @@ class DsSigningService:
         hash_name = self.hash_algorithm.value
         chunks = _chunks(start, len(items), max(1, self.verify_chunk))
         preps: list[tuple[int, datetime]] = []
-        finishing: list[tuple[int, list[tuple[_Lease, datetime]]]] = []  # (finish id, who signed when)
+        # (finish id, who signed when, the delegation's lease if the worker signs them)
+        finishing: list[tuple[int, list[tuple[_Lease, datetime]], _Lease | None]] = []
+        delegated: dict[int, tuple[list[bytes], tuple[int, str] | None]] = {}  # finish id → answer
         failure: Exception | None = None
         current = -1
         clock_now, hash_algorithm, rsa_padding = self.clock.now, self.hash_algorithm, self.rsa_padding
         template_ids: dict[int, int] = {}  # key id → the worker's template id, this batch
+        last_share: int | None = None  # the previous chunk's delegation (finish id)
         try:
+            started = worker.alive
             worker.start()
+            config = getattr(self.keystore, "config", None)
+            if self.delegate and not started and isinstance(config, KeyStoreConfig):
+                worker.open_hsm(config)
             self._template_id(worker, lease)  # the worker builds signed attributes with it
 
             def prep(k: int) -> None:
@@ -344,9 +367,17 @@ class DsSigningService:
                 attrs = worker.prepped(chunk_id)
                 if k + 2 < len(chunks):
                     prep(k + 2)
+                share = None
+                if 0 < k < len(chunks) - 2 and worker.can_sign:
+                    share = self._delegate(worker, chunk_id, chunk, lease, signing_time, last_share, template_ids)
+                    if share is not None:
+                        last_share = share[0]
+                        chunk = chunk[:len(chunk) - share[1]]
                 parts: list[tuple[int | None, bytes]] = []
                 metas: list[tuple[_Lease, datetime]] = []
                 sent = 0
+                # the batch waits for the worker's last verifications: hand the last chunk over in smaller parts
+                every = self.finish_every if k < len(chunks) - 1 else max(1, self.finish_every // 4)
                 try:
                     for offset, index in enumerate(chunk):
                         now = clock_now()
@@ -368,10 +399,12 @@ class DsSigningService:
                             template_id = template_ids[key_id] = self._template_id(worker, lease)
                         parts.append((template_id, lease.signer.sign(attrs[offset], hash_algorithm, rsa_padding)))
                         metas.append((lease, signing_time))
-                        if len(parts) - sent >= self.finish_every:
+                        if len(parts) - sent >= every:
                             sent = _hand_over(worker, chunk_id, parts, metas, sent, finishing, last=False)
                 finally:  # what was signed is verified and handed out, even if the chunk stopped
-                    _hand_over(worker, chunk_id, parts, metas, sent, finishing, last=True)
+                    _hand_over(worker, chunk_id, parts, metas, sent, finishing, last=share is None)
+                    if share is not None:  # the worker's tail of the chunk follows this thread's head
+                        finishing.append((share[0], [(share[2], signing_time)] * share[1], share[2]))
         except Exception as exc:
             failure = exc
             for chunk_id, _ in preps[current + 1:]:  # prepared, never to be signed
@@ -379,19 +412,41 @@ class DsSigningService:
                     worker.drop(chunk_id)
                 except WorkerUnavailable:
                     break
-        # everything is signed: count it now, while the worker finishes the last signatures
-        # (nothing is handed out before this commits; `sign_batch` settles only what is left)
-        if made:
-            self._settle(doc, made)
+        # everything is signed: take the worker's own signatures into the count, then count it all
+        # now, while the worker verifies the last ones (nothing is handed out before this commits;
+        # `sign_batch` settles only what is left)
+        released: dict[int, int] = {}
+        try:
+            for finish_id, metas, share_lease in finishing:
+                if share_lease is None:
+                    continue
+                sods, bad, signed = worker.finished(finish_id)
+                delegated[finish_id] = (sods, bad)
+                key_id = share_lease.key.key_id
+                made[key_id] = made.get(key_id, 0) + signed
+                self.worker_signed += signed
+                if len(metas) > signed:  # reserved for the worker, not signed: given back
+                    released[key_id] = released.get(key_id, 0) + len(metas) - signed
+        except WorkerUnavailable as exc:  # what it signed is unknown: its slots stay reserved (a crash's)
+            failure = failure or exc
+        if made or released:
+            self._settle(doc, made, released)
             made.clear()
         try:
-            for finish_id, metas in finishing:
-                sods, bad = worker.finished(finish_id)
+            for finish_id, metas, share_lease in finishing:
+                if share_lease is None:
+                    sods, bad, _ = worker.finished(finish_id)
+                elif finish_id in delegated:
+                    sods, bad = delegated[finish_id]
+                else:
+                    raise WorkerUnavailable("SOD worker stopped before its signatures were answered")
                 results.extend(self._signed(sod, lease, at) for sod, (lease, at) in zip(sods, metas, strict=False))
                 if bad is not None:
-                    label = metas[bad[0]][0].key.hsm_label
+                    label = metas[bad[0]][0].key.hsm_label if metas else ""
                     worker.close()  # its remaining answers are of no use
-                    raise SigningFailed(f"{label} produced a signature that does not verify: {bad[1]}",
+                    raise SigningFailed(f"{label} produced a signature that does not verify: {bad[1]}"
+                                        if share_lease is None else
+                                        f"the SOD worker could not sign with {label}: {bad[1]}",
                                         key_label=label) from failure
         except WorkerUnavailable as exc:
             raise SigningFailed(f"signatures could not be verified, nothing unverified is handed out: {exc}",
@@ -402,7 +457,36 @@ class DsSigningService:
         if failure is not None:
             raise failure
 
-    def _settle(self, doc: DocumentType, made: dict[int, int]) -> None:
+    def _delegate(self, worker: SodWorker, chunk_id: int, chunk: range, lease: _Lease, signing_time: datetime,
+                  last_share: int | None, template_ids: dict[int, int]) -> tuple[int, int, _Lease] | None:
+        """Reserve the tail of a chunk for the worker to sign: (finish id, size, lease), or None.
+
+        Its size follows whether the worker kept up with the previous share (answered before
+        this thread finished its own part): both processes then spend their CPU alike.  The
+        usage window is checked here, for all of them, with the injected clock, and only a key
+        whose window holds `DELEGATION_MARGIN` longer is shared; the worker refuses to sign once
+        that margin has passed on the machine's monotonic clock (a stalled worker), so a
+        signature is never made outside the window the service checked."""
+        if last_share is not None:
+            worker.poll()
+            grow = worker.answered(last_share)
+            self._share = min(self._share + 1, len(chunk) // 2) if grow else max(1, self._share - 1)
+        size = min(self._share, len(chunk) - 1)
+        now = self.clock.now()
+        if (size < 1 or lease.template is None or lease.reserved < size or signing_time < lease.usable_from
+                or not lease.usable_from <= now or now + DELEGATION_MARGIN > lease.usable_until):
+            return None
+        key_id = lease.key.key_id
+        template_id = template_ids.get(key_id)
+        if template_id is None:
+            template_id = template_ids[key_id] = self._template_id(worker, lease)
+        deadline = time.monotonic() + DELEGATION_MARGIN.total_seconds()
+        lease.reserved -= size
+        finish_id = worker.sign(chunk_id, len(chunk) - size, len(chunk), template_id, self.hash_algorithm.value,
+                                self.rsa_padding.value, deadline)
+        return finish_id, size, lease
+
+    def _settle(self, doc: DocumentType, made: dict[int, int], released: dict[int, int] | None = None) -> None:
         """Count what was signed; in the same transaction top the lease's reservation up to a
         block when it runs low, so a personalisation line pays one SQL round trip per batch.
 
@@ -414,9 +498,10 @@ class DsSigningService:
         topped = 0
         switch = False
         now = self.clock.now()
+        released = released or {}
         with self.store.transaction() as tx:
-            for key_id, count in made.items():
-                tx.settle_signatures(key_id, used=count)
+            for key_id in {**made, **released}:
+                tx.settle_signatures(key_id, used=made.get(key_id, 0), released=released.get(key_id, 0))
                 # while we hold slots of a key, not all of its signatures can have been made
                 holding = lease is not None and lease.key.key_id == key_id and lease.reserved > 0
                 if not holding and keyq.retire_if_spent(tx, key_id):
@@ -459,7 +544,7 @@ class DsSigningService:
         if known is not None:
             return known
         return worker.template(lease.key.key_id, lease.reference, lease.certificate, self.hash_algorithm.value,
-                               lease.signer.kind is KeyKind.EC)  # fmt: skip
+                               lease.signer.kind is KeyKind.EC, lease.key.hsm_label)  # fmt: skip
 
     def _build(self, lease: _Lease, hashes: dict[int, bytes], econtent: bytes, lds_version: LdsVersion | None,
                now: datetime) -> bytes:
@@ -619,11 +704,11 @@ class DsSigningService:
 
 def _hand_over(worker: SodWorker, chunk_id: int, parts: list[tuple[int | None, bytes]],
                metas: list[tuple[_Lease, datetime]], sent: int,
-               finishing: list[tuple[int, list[tuple[_Lease, datetime]]]], *, last: bool) -> int:
+               finishing: list[tuple[int, list[tuple[_Lease, datetime]], _Lease | None]], *, last: bool) -> int:
     """Give the worker the signatures made since `sent` (a few at a time: it verifies while we
     sign, and the batch's end waits only for the last few); returns how many are handed over."""
     if len(parts) > sent:
-        finishing.append((worker.finish(chunk_id, sent, parts[sent:], last), metas[sent:]))
+        finishing.append((worker.finish(chunk_id, sent, parts[sent:], last), metas[sent:], None))
     elif last:
         worker.drop(chunk_id)
     worker.poll()  # take the worker's answers so it never waits on us

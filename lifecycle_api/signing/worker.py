@@ -1,4 +1,4 @@
-"""The SOD worker: a second process that does everything of an EF.SOD but the signature.
+"""The SOD worker: a second process that does everything of an EF.SOD but most signatures.
 
 Why: the decree's limits make the DS signing service count and check every signature, and
 STYLE.md makes it verify every signature it makes; on a software token an ECDSA P-256
@@ -10,11 +10,23 @@ and the counters: reserve, check the usage window, sign.  For chunk k the worker
 chunk k+2 (LDSSecurityObject and signed attributes) and finishes chunk k-1 (DER signature,
 verification under the DS certificate's key, assembly) while the service signs chunk k.
 
+With the service's signing thread doing nothing but sign, it becomes the bottleneck on a
+machine whose CPUs also run the software HSM, while the worker has time left.  So the worker
+also signs the tail of each middle chunk (`DsSigningService._delegate`: as many items as it
+keeps up with) through its own login to the token: the service sends its key store's
+configuration (`KeyStoreConfig`; the PIN is read here from its source, an environment
+variable or a file, never sent) and shares work only once the login has worked.  The service
+reserves and counts those slots and checks the key's usage window for them with the injected
+clock, with a margin (`DELEGATION_MARGIN`); the worker signs only until that margin has passed
+on the machine's monotonic clock, so a stalled worker cannot sign on a stale check.  Its
+answer says how many signatures it made: those are counted, the rest given back.
+
 The guarantee is the inline path's: a SOD leaves only once its signature has been verified.
 The worker is a fresh interpreter (no inherited PKCS#11 session or database connection; it
-holds no key, only the certificates of the templates it was given).  If it dies, hangs or
-answers out of order, the batch fails closed (`WorkerUnavailable`) and the next batch starts
-a new one.
+holds the certificates of the templates it was given and, for its share, its own session on
+the token, whose keys never leave it).  If it dies, hangs or answers out of order, the batch
+fails closed (`WorkerUnavailable`) and the next batch starts a new one; a share it held then
+stays reserved, as a crash leaves slots: wasted, never exceeding.
 
 No threads on the service's side: python-pkcs11 keeps the GIL through C_Sign, so a reader
 thread would get it only at the interpreter's switch interval (5 ms) and the worker would stall
@@ -25,14 +37,19 @@ Messages are length-prefixed pickles.
 
 Protocol (pickled tuples over a socket pair, in order):
 
-* ``("template", id, reference_sod, certificate, hash, ec)`` — a template cut from a SOD the
-  service built and verified with `build_sod` (`SodTemplate.from_reference`, recomputed
-  here), with the DS certificate whose key must verify its signatures;
+* ``("hsm", config)`` → ``("hsm", 0, error | None)`` — log in to the token;
+* ``("template", id, reference_sod, certificate, hash, ec, label)`` — a template cut from a SOD
+  the service built and verified with `build_sod` (`SodTemplate.from_reference`, recomputed
+  here), with the DS certificate whose key must verify its signatures and that key's label;
 * ``("prep", chunk, hash, signing_time, items)`` → ``("prepped", chunk, attrs | None, error)``;
 * ``("finish", id, chunk, start, parts, last)`` with ``parts[i]`` (item ``start + i`` of the
   chunk) = ``(template_id, raw_signature)`` or ``(None, sod)`` for a SOD the service built
-  itself → ``("finished", id, sods, failure)`` where ``failure`` is ``(index, why)`` of the
+  itself → ``("finished", id, sods, failure, 0)`` where ``failure`` is ``(index, why)`` of the
   first signature of the part that does not verify; ``last`` ends the chunk;
+* ``("sign", id, chunk, start, end, template_id, hash, rsa_padding, deadline)`` → ``("finished",
+  id, sods, failure, signed)``: items ``start…end`` signed here, verified and assembled;
+  ``failure`` also when the deadline passed or the HSM refused; ``signed`` counts the
+  signatures made;
 * ``("drop", chunk)``; ``None`` ends the worker.
 """
 
@@ -83,15 +100,18 @@ PrepItem = tuple[Any, Any, Any]  # (data_groups | None, dg_hashes | None, lds_ve
 def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worker process
     from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached
     from icao_pki.signature import plain_to_der
-    from icao_pki.signer import HashAlgorithm
+    from icao_pki.signer import HashAlgorithm, RsaPadding
     from icao_pki.sod import build_lds_security_object, hash_data_groups
 
     from .sod_template import SodTemplate
     from .verifier import signature_checker
 
-    templates: dict[int, tuple[SodTemplate, Callable[[bytes, bytes], None], bool]] = {}
+    templates: dict[int, tuple[SodTemplate, Callable[[bytes, bytes], None], bool, str | None]] = {}
     builder: SodTemplate | None = None
     pending: dict[int, tuple[list[bytes], list[bytes], datetime]] = {}
+    hsm: Any = None  # the key store, once the service has given its configuration and the login worked
+    signers: dict[str, Any] = {}
+
     def send(message: Any) -> None:
         sock.sendall(_frame(message))
 
@@ -104,14 +124,23 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
         if message is None:
             return
         kind = message[0]
-        if kind == "template":
-            _, template_id, reference, certificate, hash_name, ec = message
+        if kind == "hsm":
+            try:
+                from icao_pki.keystore import KeyStore
+
+                hsm = KeyStore.open(message[1])
+                send(("hsm", 0, None))
+            except Exception as exc:  # the service signs everything itself then
+                hsm = None
+                send(("hsm", 0, f"{type(exc).__name__}: {exc}"))
+        elif kind == "template":
+            _, template_id, reference, certificate, hash_name, ec, label = message
             template = SodTemplate.from_reference(reference, HashAlgorithm(hash_name))
             if template is None:
                 send(("error", template_id, "the template could not be cut from its reference SOD"))
                 continue
             key = certificate_public_key(load_certificate_cached(certificate))
-            templates[template_id] = (template, signature_checker(key, template.signature_algorithm), ec)
+            templates[template_id] = (template, signature_checker(key, template.signature_algorithm), ec, label)
             builder = template
         elif kind == "prep":
             _, chunk, hash_name, signing_time, items = message
@@ -138,7 +167,7 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
                 if template_id is None:
                     sods.append(value)  # built and verified by the service (`build_sod`)
                     continue
-                template, check, ec = templates[template_id]
+                template, check, ec, _ = templates[template_id]
                 signature = plain_to_der(value) if ec else value
                 try:
                     check(signature, attrs[start + index])
@@ -146,7 +175,37 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
                     failure = (index, str(exc))
                     break
                 sods.append(template.assemble(econtents[start + index], signing_time, signature, attrs[start + index]))
-            send(("finished", finish_id, sods, failure))
+            send(("finished", finish_id, sods, failure, 0))
+        elif kind == "sign":
+            # items start…end of a chunk, counted and window-checked by the service, signed here
+            # with the template's key, verified and assembled as any other (module doc)
+            _, finish_id, chunk, start, end, template_id, hash_name, rsa_padding, deadline = message
+            econtents, attrs, signing_time = pending[chunk]
+            template, check, ec, label = templates[template_id]
+            algorithm = HashAlgorithm(hash_name)
+            sods, failure, signed = [], None, 0
+            try:
+                if hsm is None or label is None:
+                    raise RuntimeError("this worker holds no HSM session")
+                signer = signers.get(label)
+                if signer is None:
+                    signer = signers[label] = hsm.signer(label)
+                for index in range(start, end):
+                    if time.monotonic() > deadline:  # the service's window check is no longer fresh
+                        failure = (index - start, "late: the service's usage-window check expired before signing")
+                        break
+                    raw = signer.sign(attrs[index], algorithm, RsaPadding(rsa_padding))
+                    signed += 1
+                    signature = plain_to_der(raw) if ec else raw
+                    try:
+                        check(signature, attrs[index])
+                    except CmsSignatureError as exc:
+                        failure = (index - start, str(exc))
+                        break
+                    sods.append(template.assemble(econtents[index], signing_time, signature, attrs[index]))
+            except Exception as exc:  # the HSM refused: what was signed is counted, the rest given back
+                failure = (len(sods), f"{type(exc).__name__}: {exc}")
+            send(("finished", finish_id, sods, failure, signed))
         elif kind == "drop":
             pending.pop(message[1], None)
 
@@ -154,7 +213,10 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
 def serve_fd(fd: int) -> None:  # pragma: no cover - the worker process's entry point
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
-    _serve(sock)
+    try:
+        _serve(sock)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the service is gone (closed, or killed): nothing to answer to
 
 
 @dataclass
@@ -169,6 +231,7 @@ class SodWorker:
     _templates: dict[int, int] = field(default_factory=dict, init=False, repr=False)
     _next_chunk: int = field(default=0, init=False, repr=False)
     _next_finish: int = field(default=0, init=False, repr=False)
+    _hsm: str | None = field(default=None, init=False, repr=False)
 
     @property
     def alive(self) -> bool:
@@ -194,16 +257,49 @@ class SodWorker:
         self._sock = ours
         self._inbox = bytearray()
         self._early, self._templates = {}, {}
+        self._hsm = None
 
     def knows(self, template_key: int) -> int | None:
         return self._templates.get(template_key)
 
-    def template(self, template_key: int, reference_sod: bytes, certificate: bytes, hash_name: str, ec: bool) -> int:
-        """Register the template of a lease (by a key the service chooses); returns its id."""
+    def template(self, template_key: int, reference_sod: bytes, certificate: bytes, hash_name: str, ec: bool,
+                 label: str | None = None) -> int:
+        """Register the template of a lease (by a key the service chooses); returns its id.
+        `label`: the HSM key the worker may sign with for it (`sign`)."""
         template_id = len(self._templates)
-        self._send(("template", template_id, reference_sod, certificate, hash_name, ec))
+        self._send(("template", template_id, reference_sod, certificate, hash_name, ec, label))
         self._templates[template_key] = template_id
         return template_id
+
+    def open_hsm(self, config: Any) -> None:
+        """Let the worker log in to the token with the service's key store configuration (its PIN
+        source: an environment variable or a file, read in the worker); `can_sign` tells when
+        the login has worked."""
+        self._send(("hsm", config))
+        self._hsm = "opening"
+
+    @property
+    def can_sign(self) -> bool:
+        if self._hsm == "opening" and ("hsm", 0) in self._early:
+            (error,) = self._early.pop(("hsm", 0))
+            self._hsm = "ready" if error is None else f"refused: {error}"
+        return self._hsm == "ready"
+
+    @property
+    def hsm_state(self) -> str | None:
+        return self._hsm
+
+    def sign(self, chunk: int, start: int, end: int, template_id: int, hash_name: str, rsa_padding: str,
+             deadline: float) -> int:
+        """Have the worker sign items ``start…end`` of a prepared chunk (counted and checked by the
+        caller) unless `deadline` (time.monotonic) has passed; `finished` takes the answer."""
+        finish_id = self._next_finish
+        self._next_finish += 1
+        self._send(("sign", finish_id, chunk, start, end, template_id, hash_name, rsa_padding, deadline))
+        return finish_id
+
+    def answered(self, finish_id: int) -> bool:
+        return ("finished", finish_id) in self._early
 
     def prep(self, hash_name: str, signing_time: datetime, items: Sequence[PrepItem]) -> int:
         chunk = self._next_chunk
@@ -225,9 +321,10 @@ class SodWorker:
         self._send(("finish", finish_id, chunk, start, list(parts), last))
         return finish_id
 
-    def finished(self, finish_id: int) -> tuple[list[bytes], tuple[int, str] | None]:
-        sods, failure = self._await("finished", finish_id)
-        return list(sods), failure
+    def finished(self, finish_id: int) -> tuple[list[bytes], tuple[int, str] | None, int]:
+        """(SODs, first failure as (index, why) or None, signatures the worker made itself)."""
+        sods, failure, signed = self._await("finished", finish_id)
+        return list(sods), failure, signed
 
     def drop(self, chunk: int) -> None:
         if self.alive:
@@ -284,7 +381,7 @@ class SodWorker:
                 break
             message = pickle.loads(inbox[_HEADER.size:_HEADER.size + size])
             del inbox[:_HEADER.size + size]
-            if not isinstance(message, tuple) or message[0] not in ("prepped", "finished"):
+            if not isinstance(message, tuple) or message[0] not in ("prepped", "finished", "hsm"):
                 self.close()
                 why = message[-1] if isinstance(message, tuple) else message
                 raise WorkerUnavailable(f"SOD worker failed: {why!r}")
@@ -306,6 +403,7 @@ class SodWorker:
         sock, process = self._sock, self._process
         self._sock = self._process = None
         self._early, self._templates, self._inbox = {}, {}, bytearray()
+        self._hsm = None
         if sock is not None:
             try:
                 sock.setblocking(True)

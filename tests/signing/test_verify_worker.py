@@ -189,7 +189,8 @@ def test_worker_killed_mid_batch_fails_closed_and_counts_every_signature(sworld:
 
 def test_worker_lost_mid_batch_fails_closed(sworld: SigningWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     sworld.issuer.issue(DocumentType.PASSPORT)
-    svc = _service(sworld, block_size=64)
+    # the worker signs no share here (a lost share stays reserved: test_worker_signing.py)
+    svc = _service(sworld, block_size=64, delegate=False)
     try:
         svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(3)])
 
@@ -232,8 +233,8 @@ def test_worker_reports_the_first_bad_signature_by_index(sworld: SigningWorld) -
         signatures = [signer.sign(a, HashAlgorithm.SHA256) for a in attrs]
         first = worker.finish(chunk, 0, [(template, signatures[0])], last=False)  # item 0 of the chunk
         rest = worker.finish(chunk, 1, [(template, signatures[0]), (template, signatures[2])])  # items 1, 2
-        good, none = worker.finished(first)
-        sods, failure = worker.finished(rest)
+        good, none, _ = worker.finished(first)
+        sods, failure, _ = worker.finished(rest)
     finally:
         worker.close()
     assert none is None and len(good) == 1
