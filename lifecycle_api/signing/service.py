@@ -402,7 +402,8 @@ class DsSigningService:
                         if len(parts) - sent >= every:
                             sent = _hand_over(worker, chunk_id, parts, metas, sent, finishing, last=False)
                 finally:  # what was signed is verified and handed out, even if the chunk stopped
-                    _hand_over(worker, chunk_id, parts, metas, sent, finishing, last=share is None)
+                    # `last` ends the chunk in the worker: its share of it was sent (and is done) before
+                    _hand_over(worker, chunk_id, parts, metas, sent, finishing, last=True)
                     if share is not None:  # the worker's tail of the chunk follows this thread's head
                         finishing.append((share[0], [(share[2], signing_time)] * share[1], share[2]))
         except Exception as exc:

@@ -50,7 +50,7 @@ Protocol (pickled tuples over a socket pair, in order):
   id, sods, failure, signed)``: items ``start…end`` signed here, verified and assembled;
   ``failure`` also when the deadline passed or the HSM refused; ``signed`` counts the
   signatures made;
-* ``("drop", chunk)``; ``None`` ends the worker.
+* ``("drop", chunk)``; ``("stats",)`` → ``("stats", 0, {...})``; ``None`` ends the worker.
 """
 
 from __future__ import annotations
@@ -208,6 +208,8 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
             send(("finished", finish_id, sods, failure, signed))
         elif kind == "drop":
             pending.pop(message[1], None)
+        elif kind == "stats":  # what it holds between batches: nothing of a finished chunk
+            send(("stats", 0, {"pending_chunks": len(pending), "templates": len(templates)}))
 
 
 def serve_fd(fd: int) -> None:  # pragma: no cover - the worker process's entry point
@@ -298,6 +300,12 @@ class SodWorker:
         self._send(("sign", finish_id, chunk, start, end, template_id, hash_name, rsa_padding, deadline))
         return finish_id
 
+    def stats(self) -> dict[str, int]:
+        """What the worker holds now (chunks prepared and not yet ended, templates)."""
+        self._send(("stats",))
+        (stats,) = self._await("stats", 0)
+        return dict(stats)
+
     def answered(self, finish_id: int) -> bool:
         return ("finished", finish_id) in self._early
 
@@ -381,7 +389,7 @@ class SodWorker:
                 break
             message = pickle.loads(inbox[_HEADER.size:_HEADER.size + size])
             del inbox[:_HEADER.size + size]
-            if not isinstance(message, tuple) or message[0] not in ("prepped", "finished", "hsm"):
+            if not isinstance(message, tuple) or message[0] not in ("prepped", "finished", "hsm", "stats"):
                 self.close()
                 why = message[-1] if isinstance(message, tuple) else message
                 raise WorkerUnavailable(f"SOD worker failed: {why!r}")

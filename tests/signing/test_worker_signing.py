@@ -59,6 +59,7 @@ def test_worker_signs_a_share_counted_exactly_and_every_sod_verifies(sworld: Sig
         assert svc.worker_signed > 0  # the worker signed part of the batch itself
         assert len(out) == 200 and len({s.sod for s in out}) == 200
         _verify_all(sworld, out, 3)
+        assert svc._worker is not None and svc._worker.stats()["pending_chunks"] == 0  # every chunk ended
     finally:
         svc.close()
     [usage] = usage_report(sworld.store)
