@@ -8,7 +8,6 @@ it active and linked to its certificate; `HsmIsRenewal` renews it with the fake 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,9 +24,7 @@ from lifecycle_api import certificate_flows
 from lifecycle_api.store import AuditEntry, Certificate, HsmOperation, HsmOperationState, Key, KeyState
 from schedules import decisions
 from schedules.jobs import JOBS, JobContext
-from tests.api.world import close_world
-from tests.flows.conftest import pki_pg_template  # noqa: F401  (the PostgreSQL world's template)
-from tests.flows.pki import PkiWorld, b64, clone_pki_world, unb64
+from tests.flows.pki import PkiWorld, b64, unb64
 from tests.flows.test_client_cli import Cli
 from tests.flows.test_client_cli import client_cli as client_cli  # the `icao-pki client` fixture
 from tests.schedules.support import hsm_is_renewals
@@ -40,16 +37,6 @@ DESTRUCTION = "ds-key-destruction"
 # --- helpers ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_pki(request: pytest.FixtureRequest) -> Iterator[PkiWorld]:
-    """The PKI world on SQLite and on PostgreSQL (the destruction queries are correlated SQL)."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("pki_sqlite")
-        return
-    template, name = request.getfixturevalue("pki_pg_template")
-    world = clone_pki_world(template, request.getfixturevalue("pg").create_database(template=name))
-    yield world
-    close_world(world.world)
 
 
 def _provision(pki: PkiWorld, party: str = "is_operator", **body: Any) -> dict[str, Any]:

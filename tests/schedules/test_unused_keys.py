@@ -7,7 +7,6 @@ in progress names is kept.  Time moves only through the world's FakeClock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,7 @@ from lifecycle_api.signing import unused_keys
 from lifecycle_api.store import AuditEntry, KeyState, RequestState, Store, StoreTx
 from schedules.jobs import JOBS, JobContext, build_scheduler, register_jobs
 from schedules.runtime import job_context
-from tests.api.world import close_world
-from tests.flows.conftest import pki_pg_template  # noqa: F401  (the PostgreSQL world's template)
-from tests.flows.pki import PkiWorld, clone_pki_world
+from tests.flows.pki import PkiWorld
 
 JOB = "unused-key-destruction"
 MAX_AGE = unused_keys.DEFAULT_MAX_AGE
@@ -32,16 +29,6 @@ MAX_AGE = unused_keys.DEFAULT_MAX_AGE
 pytestmark = pytest.mark.hsm
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_pki(request: pytest.FixtureRequest) -> Iterator[PkiWorld]:
-    """The PKI world on SQLite and on PostgreSQL (the due query and the CAS are SQL)."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("pki_sqlite")
-        return
-    template, name = request.getfixturevalue("pki_pg_template")
-    world = clone_pki_world(template, request.getfixturevalue("pg").create_database(template=name))
-    yield world
-    close_world(world.world)
 
 
 # --- helpers ------------------------------------------------------------------------------------
