@@ -178,10 +178,14 @@ class KeyDestroyer(Protocol):
     def destroy(self, label: str, *, reason: str) -> object: ...
 
 
-#: why a retired key leaves the HSM: it had a usage window (now over), or it never had one
-#: (retired unused: `unused_keys`)
-_DS_DESTRUCTION_REASON = "DS key retired: usage window over (Art. 23.1b / 26.1b)"
-_UNUSED_DESTRUCTION_REASON = "{role} key retired unused: never certified"
+def _destruction_reason(role: Role, certified: bool) -> str:
+    """Why a retired key leaves the HSM: its usage window (or certificate) is over, or it never
+    had one — retired unused (`unused_keys`)."""
+    if not certified:
+        return f"{role.value.upper()} key retired unused: never certified"
+    if role is Role.DS:
+        return "DS key retired: usage window over (Art. 23.1b / 26.1b)"
+    return "IS key retired, its certificate's validity over"
 
 
 def due_destructions(store: Store, clock: Clock) -> list[tuple[int, str, bool]]:
@@ -197,7 +201,7 @@ def destroy_retired(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[
     destroyed = []
     for key_id, label, certified in due_destructions(store, clock):
         now = clock.now()
-        reason = _DS_DESTRUCTION_REASON if certified else _UNUSED_DESTRUCTION_REASON.format(role="DS")
+        reason = _destruction_reason(Role.DS, certified)
         try:
             keystore.destroy(label, reason=reason)
             outcome = "destroyed"
@@ -246,8 +250,7 @@ def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Cloc
     for key_id, label, holder, certified in due:
         now = clock.now()
         spki_sha256 = None
-        reason = "IS key retired, its certificate's validity over" if certified \
-            else _UNUSED_DESTRUCTION_REASON.format(role="IS")
+        reason = _destruction_reason(Role.IS, certified)
         try:
             record = keystore.destroy(label, reason=reason)
             outcome = "destroyed"
