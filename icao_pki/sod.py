@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from asn1crypto import algos, core, x509
@@ -287,17 +288,37 @@ def build_lds_security_object(
     lds_version: LdsVersion | None = None,
 ) -> bytes:
     """LDSSecurityObject DER: v0, or v1 iff LDSVersionInfo (LDS 1.8)."""
-    check_lds_content({number: len(value) for number, value in dg_hashes.items()}, hash_algorithm, lds_version)
+    size = hash_algorithm.digest_size
+    if any(len(value) != size for value in dg_hashes.values()):
+        check_lds_content({number: len(value) for number, value in dg_hashes.items()}, hash_algorithm, lds_version)
+    numbers = tuple(sorted(dg_hashes))
+    head, prefixes, tail = _lds_layout(numbers, hash_algorithm, lds_version)
+    return b"".join([head, *[prefix + dg_hashes[n] for prefix, n in zip(prefixes, numbers, strict=True)], tail])
+
+
+@lru_cache(maxsize=256)
+def _lds_layout(
+    numbers: tuple[int, ...], hash_algorithm: HashAlgorithm, lds_version: LdsVersion | None
+) -> tuple[bytes, tuple[bytes, ...], bytes]:
+    """An LDSSecurityObject without its hashes, for one set of DG numbers: (the bytes before
+    the first DataGroupHash, the bytes before each hash, the bytes after the last one).
+
+    Why: every hash has the algorithm's size, so every length is known before the hashes
+    are, and a personalisation line issues the same DG set again and again — its hot path
+    then only joins the hashes in."""
+    check_lds_content(dict.fromkeys(numbers, hash_algorithm.digest_size), hash_algorithm, lds_version)
     algorithm_der, size = _digest_algorithm(hash_algorithm)
-    body = (b"\x02\x01\x01" if lds_version else b"\x02\x01\x00") + algorithm_der
-    # each DataGroupHash is SEQUENCE { INTEGER n, OCTET STRING hash }: with a digest under 128
-    # bytes its header is fixed, so no per-entry TLV work (a personalisation line's hot path)
-    head = b"\x30" + bytes((5 + size,)) + b"\x02\x01"
-    tail = bytes((4, size))
-    body += tlv(0x30, b"".join([head + bytes((n,)) + tail + dg_hashes[n] for n in sorted(dg_hashes)]))
+    version = b"\x02\x01\x01" if lds_version else b"\x02\x01\x00"
+    # DataGroupHash ::= SEQUENCE { dataGroupNumber INTEGER (1..16), dataGroupHashValue OCTET STRING }
+    octets = b"\x04" + _cms._der_length(size)
+    prefixes = tuple(b"\x30" + _cms._der_length(3 + len(octets) + size) + bytes((2, 1, n)) + octets for n in numbers)
+    hashes_length = sum(len(prefix) + size for prefix in prefixes)
+    hashes_header = b"\x30" + _cms._der_length(hashes_length)
+    tail = b""
     if lds_version:
-        body += tlv(0x30, tlv(0x13, lds_version.lds_version.encode()) + tlv(0x13, lds_version.unicode_version.encode()))
-    return tlv(0x30, body)
+        tail = tlv(0x30, tlv(0x13, lds_version.lds_version.encode()) + tlv(0x13, lds_version.unicode_version.encode()))
+    body_length = len(version) + len(algorithm_der) + len(hashes_header) + hashes_length + len(tail)
+    return b"\x30" + _cms._der_length(body_length) + version + algorithm_der + hashes_header, prefixes, tail
 
 
 def check_data_group(number: int, dg: bytes) -> None:

@@ -41,6 +41,8 @@ class SodTemplate:
     _md_oid: bytes
     _st_oid: bytes
     _st_cache: dict[datetime, tuple[bytes, bytes]] = field(default_factory=dict, compare=False, repr=False)
+    _frames: dict[tuple[int, int, int], tuple[bytes, bytes, bytes]] = field(default_factory=dict, compare=False,
+                                                                             repr=False)
 
     @classmethod
     def from_reference(cls, sod: bytes, hash_algorithm: HashAlgorithm) -> SodTemplate | None:
@@ -76,12 +78,18 @@ class SodTemplate:
             return None
 
     def signed_attributes(self, econtent: bytes, signing_time: datetime) -> bytes:
-        """The DER SET OF signed attributes — exactly the bytes the signature covers.
+        """The DER SET OF signed attributes — exactly the bytes the signature covers."""
+        before, after = self.attribute_frame(signing_time)
+        return before + hash_constructor(self.hash_algorithm)(econtent).digest() + after
+
+    def attribute_frame(self, signing_time: datetime) -> tuple[bytes, bytes]:
+        """The signed attributes before and after the messageDigest's value, for one signingTime.
 
         Hot path: no asn1crypto objects and no sorting per call.  The messageDigest attribute
         has a fixed length (the digest size) and signingTime one of two fixed lengths
         (UTCTime / GeneralizedTime), so the SET's header and the DER order of its three
-        members are computed once per encoding of the time and cached with it."""
+        members are computed once per encoding of the time and cached with it; a caller
+        signing many documents at one signingTime takes the frame once."""
         second = signing_time.replace(microsecond=0) if signing_time.microsecond else signing_time
         cached = self._st_cache.get(second)
         if cached is None:  # one encoding per second (signingTime has whole seconds)
@@ -97,8 +105,7 @@ class SodTemplate:
             before = _header(0x31, total) + b"".join(parts[:md_at])
             after = b"".join(parts[md_at + 1 :])
             cached = self._st_cache[second] = (before + self._md_prefix(), after)
-        before, after = cached
-        return before + hash_constructor(self.hash_algorithm)(econtent).digest() + after
+        return cached
 
     def _md_prefix(self) -> bytes:
         size = self.hash_algorithm.digest_size
@@ -107,18 +114,38 @@ class SodTemplate:
     def assemble(self, econtent: bytes, signing_time: datetime, signature: bytes, attrs: bytes | None = None) -> bytes:
         """The EF.SOD; `attrs` are the signed attributes if already computed for the signature."""
         attrs = attrs or self.signed_attributes(econtent, signing_time)
-        si_body = self._si_head + b"\xa0" + attrs[1:] + self._si_sigalg + _header(0x04, len(signature)) + signature
-        signer_info = _header(0x30, len(si_body)) + si_body
-        econtent_tlv = _header(0x04, len(econtent)) + econtent
-        explicit = _header(0xA0, len(econtent_tlv)) + econtent_tlv
-        encap_body_len = len(self._econtent_type) + len(explicit)
-        encap = _header(0x30, encap_body_len) + self._econtent_type + explicit
-        signer_infos = _header(0x31, len(signer_info)) + signer_info
-        sd_body = self._sd_head + encap + self._certificates + signer_infos
-        signed_data = _header(0x30, len(sd_body)) + sd_body
-        ci_body = self._ci_type + _header(0xA0, len(signed_data)) + signed_data
-        ci = _header(0x30, len(ci_body)) + ci_body
-        return _header(SOD_TAG, len(ci)) + ci
+        lengths = (len(econtent), len(attrs), len(signature))
+        frame = self._frames.get(lengths)
+        if frame is None:
+            frame = self._frames[lengths] = self._frame(*lengths)
+        head, middle, tail = frame
+        # SignerInfo's signedAttrs are [0] IMPLICIT: the SET's bytes after its tag (in `middle`)
+        return b"".join((head, econtent, middle, memoryview(attrs)[1:], tail, signature))
+
+    def _frame(self, econtent_length: int, attrs_length: int, signature_length: int) -> tuple[bytes, bytes, bytes]:
+        """The bytes of a SOD around its four variable parts, for their lengths: (up to the
+        eContent, from it to the signed attributes, from them to the signature).  Why: only
+        those lengths vary between the SODs of one template (a DER ECDSA signature has one of a
+        few), so a personalisation line computes each DER header once, not at every SOD."""
+        sig_header = _header(0x04, signature_length)
+        si_body_length = len(self._si_head) + attrs_length + len(self._si_sigalg) + len(sig_header) + signature_length
+        si_header = _header(0x30, si_body_length)
+        signer_infos_header = _header(0x31, len(si_header) + si_body_length)
+        econtent_header = _header(0x04, econtent_length)
+        explicit_header = _header(0xA0, len(econtent_header) + econtent_length)
+        encap_body_length = len(self._econtent_type) + len(explicit_header) + len(econtent_header) + econtent_length
+        encap_header = _header(0x30, encap_body_length)
+        sd_body_length = (len(self._sd_head) + len(encap_header) + encap_body_length + len(self._certificates)
+                          + len(signer_infos_header) + len(si_header) + si_body_length)  # fmt: skip
+        sd_header = _header(0x30, sd_body_length)
+        explicit_sd = _header(0xA0, len(sd_header) + sd_body_length)
+        ci_body_length = len(self._ci_type) + len(explicit_sd) + len(sd_header) + sd_body_length
+        ci_header = _header(0x30, ci_body_length)
+        sod_header = _header(SOD_TAG, len(ci_header) + ci_body_length)
+        head = (sod_header + ci_header + self._ci_type + explicit_sd + sd_header + self._sd_head + encap_header
+                + self._econtent_type + explicit_header + econtent_header)  # fmt: skip
+        middle = self._certificates + signer_infos_header + si_header + self._si_head + b"\xa0"
+        return head, middle, self._si_sigalg + sig_header
 
 
 def _header(tag: int, length: int) -> bytes:

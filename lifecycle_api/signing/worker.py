@@ -101,7 +101,7 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
     from icao_pki.cms import CmsSignatureError, certificate_public_key, load_certificate_cached
     from icao_pki.signature import plain_to_der
     from icao_pki.signer import HashAlgorithm, RsaPadding
-    from icao_pki.sod import build_lds_security_object, hash_data_groups
+    from icao_pki.sod import build_lds_security_object, hash_constructor
 
     from .sod_template import SodTemplate
     from .verifier import signature_checker
@@ -148,11 +148,14 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the worke
             try:
                 assert builder is not None, "no template before the first chunk"
                 econtents, attrs = [], []
+                hasher, digest = hash_constructor(algorithm), hash_constructor(builder.hash_algorithm)
+                before, after = builder.attribute_frame(signing_time)  # one signingTime per chunk
                 for data_groups, dg_hashes, lds_version in items:
-                    hashes = hash_data_groups(data_groups, algorithm) if data_groups is not None else dg_hashes
+                    # the service checked every data group's TLV (`DsSigningService._check`)
+                    hashes = dg_hashes if data_groups is None else {n: hasher(dg).digest() for n, dg in data_groups.items()}
                     econtent = build_lds_security_object(hashes, algorithm, lds_version)
                     econtents.append(econtent)
-                    attrs.append(builder.signed_attributes(econtent, signing_time))
+                    attrs.append(before + digest(econtent).digest() + after)
             except Exception as exc:  # the service checked the input: this is a defect, fail closed
                 send(("prepped", chunk, None, f"{type(exc).__name__}: {exc}"))
                 continue

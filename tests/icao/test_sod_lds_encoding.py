@@ -33,3 +33,22 @@ def test_fast_encoder_matches_asn1crypto(hash_algorithm: HashAlgorithm, lds_vers
                                          "unicode_version": lds_version.unicode_version}
     expected = LDSSecurityObject(reference).dump(force=True)
     assert build_lds_security_object(hashes, hash_algorithm, lds_version) == expected
+
+
+def test_encoder_refuses_what_no_layout_fits_even_after_caching_one() -> None:
+    """The layout of a DG set is cached: a hash of the wrong size for a set already laid out
+    must still be refused, as must DG numbers and version strings no layout is made for."""
+    from icao_pki.sod import SodBuildError
+
+    good = {1: bytes(32), 2: bytes(32)}
+    build_lds_security_object(good, HashAlgorithm.SHA256)  # lays out (1, 2) for SHA-256
+    for bad, message in (
+        ({1: bytes(32), 2: bytes(31)}, "DG2 hash is 31 bytes"),
+        ({1: bytes(48), 2: bytes(48)}, "DG1 hash is 48 bytes"),
+        ({1: bytes(32)}, "2..16"),
+        ({1: bytes(32), 17: bytes(32)}, "outside 1..16"),
+    ):
+        with pytest.raises(SodBuildError, match=message):
+            build_lds_security_object(bad, HashAlgorithm.SHA256)
+    with pytest.raises(SodBuildError, match="digit strings"):
+        build_lds_security_object(good, HashAlgorithm.SHA256, LdsVersion("1.8", "040000"))
