@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import typer
 
@@ -35,13 +36,14 @@ def serve(
 
     with reporting(KeyStoreError, PolicyError):
         policy = policy_from_env()  # a configuration that loosens the decree is refused before anything starts
+        configured = Settings.from_environment()  # so is a malformed ICAO_PKI_* setting (one line naming it)
         data_dir = DataDir.from_env()
         data_dir.root.mkdir(parents=True, exist_ok=True)
         if data_dir.uses_embedded_hsm():
             init_embedded_token(data_dir)
         keystore = data_dir.open_keystore()  # a wrong PIN or module fails here, before listening
         upgrade(data_dir.database_url)
-        settings = replace(Settings.from_environment(), database_url=data_dir.database_url, policy=policy)
+        settings = replace(configured, database_url=data_dir.database_url, policy=policy)
         store = Store(data_dir.database_url)
         if demo:
             from fixtures.demo import bootstrap_demo, demo_settings
@@ -68,6 +70,10 @@ def serve(
     )
     actors = "as the demo Provider and Agencies" if schedule_options else "in notice mode (no service accounts configured)"
     err.print(f"icao-pki: schedules run on the leader instance {actors}", markup=False)
+    # what the unused-key job was given, so an operator sees that ICAO_PKI_UNUSED_KEY_MAX_AGE took
+    unused_days = runner.ctx.unused_key_max_age / timedelta(days=1)
+    err.print(f"icao-pki: generated keys left uncertified {unused_days:g} day(s) are destroyed "
+              "(ICAO_PKI_UNUSED_KEY_MAX_AGE)", markup=False)
     if demo:
         err.print(f"icao-pki: demo operator tokens in {data_dir.root / 'demo-credentials.json'}", markup=False)
     if check:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from cvc.certificate import CvCertificate
 from cvc.certificate import parse_certificate as parse_cv_certificate
 from icao_pki.certificate import Certificate as X509Certificate
@@ -41,6 +43,7 @@ from icao_pki.signer import HashAlgorithm, KeyKind, RsaPadding, Signer
 
 from .errors import LifecycleError
 from .store import (
+    AuditEntry,
     Certificate,
     HsmOperationKind,
     HsmOperationState,
@@ -55,6 +58,20 @@ class AuthorityError(LifecycleError):
     """The sign component refused: key mismatch, key not usable, signed twice, bad product."""
 
     kind = "authority-refused"
+
+
+class RetiredCvcaKey(AuthorityError):
+    """A CVCA key retired by its successor's ceremony was asked to sign (`check_key`, `sign`).
+
+    Its own kind, naming the article and the CVCA that succeeded it, because the caller can act
+    on it: whatever picked that key should pick the newest CVCA (`hierarchy.current_ca`)."""
+
+    kind = "cvca-key-retired"
+
+
+#: audit action of a CVCA key retired by its successor's ceremony (`ceremonies.retire_superseded_cvca`
+#: writes it; `Authority.refuse_retired_cvca` reads it back to name the successor)
+CVCA_KEY_RETIRED = "cvca_key.retired"
 
 
 @dataclass(frozen=True)
@@ -150,7 +167,14 @@ class Authority:
 
     def _journal(self, kind: HsmOperationKind, label: str, purpose: str, request_id: str | None,
                  details: dict[str, Any]) -> int:
+        """The journal row, committed before the HSM is touched.  A signature by a retired CVCA
+        key is refused here, in the same transaction, whatever loaded the key: `check_key` ran
+        in an earlier transaction, and the successor's ceremony may have retired it since."""
         with self.store.transaction() as tx:
+            if kind is HsmOperationKind.SIGN:
+                key = tx.key_by_label(label)
+                if key is not None:
+                    self.refuse_retired_cvca(tx, key)
             op = tx.add_hsm_operation(kind=kind, hsm_label=label, purpose=purpose, request_id=request_id,
                                       details=details, now=self.clock.now())
             return op.id
@@ -206,9 +230,35 @@ class Authority:
         """Before every signature: the key is active and inside its usage window (decree limit)."""
         key: Key = tx.key(ca.key_id)
         if key.state is not KeyState.ACTIVE:
+            self.refuse_retired_cvca(tx, key)
             raise AuthorityError(f"key {key.hsm_label} is {key.state.value}, not active", label=key.hsm_label)
         if ca.usage is not None:
             self.policy.check_key_usage_at(ca.document_type, ca.role, ca.usage, now)
+
+    def refuse_retired_cvca(self, tx: StoreTx, key: Key) -> None:
+        """Raise `RetiredCvcaKey` if `key` is a CVCA key retired (or destroyed) since a newer CVCA
+        succeeded it; otherwise return.
+
+        Why a refusal of its own: after its link certificate an old CVCA key has nothing left to
+        sign, and a DV certificate from it would chain to a CVCA that is being replaced.  The
+        message names the decree's article for the CVCA (from the policy table, like every
+        refusal of the limits) and the successor, read from the ceremony's audit entry."""
+        if Role(key.role) is not Role.CVCA or key.state not in (KeyState.RETIRED, KeyState.DESTROYED):
+            return
+        article = self.policy.limit(key.document_type, Role.CVCA).article
+        retired = tx.session.scalars(
+            select(AuditEntry).where(AuditEntry.entity_type == "key", AuditEntry.entity_id == str(key.id),
+                                     AuditEntry.action == CVCA_KEY_RETIRED)
+            .order_by(AuditEntry.seq.desc()).limit(1)
+        ).first()  # fmt: skip
+        successor = retired.details.get("superseded_by") if retired is not None else None
+        since = f" on {retired.at:%Y-%m-%d}" if retired is not None else ""
+        by = f"CVCA {successor}" if successor else "a newer CVCA"
+        raise RetiredCvcaKey(
+            f"{article}: CVCA key {key.hsm_label} was retired{since} when {by} succeeded it ({key.state.value}); "
+            "after its link certificate it signs nothing more — DV certificates come from the newest CVCA",
+            article=article, label=key.hsm_label, state=key.state.value, superseded_by=successor,
+        )
 
     def check_crl_key(self, tx: StoreTx, ca: CaKey) -> None:
         """Before a CRL signature: the key is still the CA's key in the HSM (active or retired).

@@ -10,7 +10,9 @@ approves, and only then is the key generated.  The ceremony itself is decide / s
 * sign (no transaction; `authority.py` journals every HSM operation): generate the key,
   self-sign the root (or have the CVCA issue the DV), sign the link certificate from the
   previous root, sign the first CRL of a new CSCA;
-* store (one transaction): key row, certificates, publication, the proposal completed.
+* store (one transaction): key row, certificates, publication, the proposal completed; on a
+  CVCA rollover also the previous CVCA key retired (`retire_superseded_cvca`).  The previous
+  CSCA key is *not* retired: it keeps signing CRLs for the DS certificates it issued.
 
 A failure after the key was generated destroys it (recorded); a crash is settled by
 `Authority.recover` at start-up.  Proposals are rows of `requests` (type ``ceremony``,
@@ -47,12 +49,12 @@ from icao_pki.policy import (
 )
 
 from .auth import Caller
-from .authority import Authority, CaKey, GeneratedKey, Signed
+from .authority import CVCA_KEY_RETIRED, Authority, CaKey, GeneratedKey, Signed
 from .errors import Forbidden, InvalidInput
 from .hierarchy import authority_of, current_ca, day_end, day_start, publish, store_cv, store_x509
 from .publication import publish_master_list
 from .services import Services
-from .store import CrlScope, KeyState, PartyType, PublishedKind, Request, RequestState, StoreTx
+from .store import Certificate, CrlScope, KeyState, PartyType, PublishedKind, Request, RequestState, StoreTx
 
 CEREMONY = "ceremony"
 KINDS = {"csca": Role.CSCA, "cvca": Role.CVCA, "dvca": Role.DVCA}
@@ -335,6 +337,38 @@ def _ok(_: object) -> None:
     return None
 
 
+def retire_superseded_cvca(tx: StoreTx, policy: Policy, caller: Caller, request_id: str, previous: CaKey, *,
+                           new_certificate: Certificate, new_key_id: int, link: Certificate, now: datetime) -> None:
+    """The previous CVCA key: ACTIVE → RETIRED (compare-and-set), audited, in the ceremony's store step.
+
+    Why: once the link certificate is signed, an old CVCA key has nothing left to sign — DV
+    certificates, domestic and foreign, come from the newest CVCA (`hierarchy.current_ca`) — and a
+    key that stays ACTIVE stays usable and stays in the HSM for good.  Retired in the same
+    transaction that stores the link, so there is no moment with a new CVCA and a usable old key;
+    the CAS also makes two concurrent ceremonies from one CVCA impossible: the second finds the key
+    retired, its whole step rolls back and its new key is discarded.  The ``ds-key-destruction``
+    job destroys the key once the old CVCA certificate's validity has ended
+    (`signing.rollover.destroy_retired_cvca_keys`); its certificates stay published.
+
+    Unlike a CSCA key: an old CSCA keeps signing CRLs for the DS certificates it issued
+    (9303-12 §4.1.5), so a CSCA ceremony retires nothing."""
+    tx.set_key_state(previous.key_id, KeyState.ACTIVE, KeyState.RETIRED, now=now)
+    article = policy.limit(previous.document_type, Role.CVCA).article
+    old_chr = previous.cv.chr if previous.cv is not None else None
+    tx.append_audit(
+        at=now, action=CVCA_KEY_RETIRED, entity_type="key", entity_id=previous.key_id,
+        details={"reason": f"superseded by CVCA {new_certificate.chr}: its link certificate is signed, a CVCA key "
+                           "has nothing left to sign after it",
+                 "label": previous.label, "certificate_id": previous.certificate_id, "chr": old_chr,
+                 "superseded_by": new_certificate.chr, "superseded_by_certificate_id": new_certificate.id,
+                 "superseded_by_key_id": new_key_id, "link_certificate_id": link.id,
+                 "ceremony_request_id": request_id, "article": article,
+                 "destruction": "removed from the HSM by the ds-key-destruction schedule once its certificate's "
+                                "validity has ended"},
+        actor_organisation_id=caller.organisation_id, actor_operator_id=caller.operator_id,
+    )  # fmt: skip
+
+
 def _store(tx: StoreTx, services: Services, authority: Authority, caller: Caller, request_id: str, p: Proposal,
            products: _Products, now: datetime) -> Request:
     doc = p.document_type
@@ -377,6 +411,9 @@ def _store(tx: StoreTx, services: Services, authority: Authority, caller: Caller
                     document_type=doc, certificate_id=link.id)
             authority.commit(tx, products.link.operation_id)
             result["link_certificate_id"] = link.id
+            retire_superseded_cvca(tx, services.settings.policy, caller, request_id, products.previous,
+                                   new_certificate=cert, new_key_id=key_row.id, link=link, now=now)
+            result["retired_key_id"] = products.previous.key_id
     else:
         assert products.issuer is not None
         cert = store_cv(tx, products.root.der, role=Role.DVCA, document_type=doc, now=now, key_id=key_row.id,

@@ -28,6 +28,7 @@ from lifecycle_api.signing.rollover import (
     RolloverThresholds,
     SuccessorRequester,
     destroy_retired,
+    destroy_retired_cvca_keys,
     destroy_superseded_is_keys,
     due_rollovers,
     perform_rollovers,
@@ -73,12 +74,14 @@ def _ds_rollover(ctx: JobContext) -> Any:
 
 
 def _ds_destruction(ctx: JobContext) -> Any:
-    """Retired keys out of the HSM: DS keys after their usage window, then IS keys held for IS
-    operators once superseded (one job, so the job ids stay as the job store knows them)."""
+    """Retired keys out of the HSM: DS keys after their usage window, IS keys held for IS
+    operators once superseded, then CVCA keys retired by their successor's ceremony once their
+    certificate has expired (one job, so the job ids stay as the job store knows them)."""
     if ctx.keystore is None:
         return retire_expired(ctx.store, ctx.clock) + retire_superseded_is_keys(ctx.store, ctx.clock)
-    return destroy_retired(ctx.store, ctx.keystore, ctx.clock) + destroy_superseded_is_keys(
-        ctx.store, ctx.keystore, ctx.clock)
+    return (destroy_retired(ctx.store, ctx.keystore, ctx.clock)
+            + destroy_superseded_is_keys(ctx.store, ctx.keystore, ctx.clock)
+            + destroy_retired_cvca_keys(ctx.store, ctx.keystore, ctx.clock))
 
 
 def _unused_keys(ctx: JobContext) -> Any:

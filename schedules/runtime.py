@@ -27,7 +27,6 @@ from lifecycle_api.signing.crl import HsmCrlIssuer
 from lifecycle_api.signing.flow import AgencyFlowRequester
 from lifecycle_api.signing.is_renewal import HsmIsRenewal
 from lifecycle_api.signing.rollover import RolloverThresholds, SuccessorRequester
-from lifecycle_api.signing.unused_keys import DEFAULT_MAX_AGE
 from lifecycle_api.store import StoreTx
 from lifecycle_api.workflow import after_countersigned
 
@@ -67,8 +66,13 @@ def job_context(
     payload_signer: PayloadSigner | None = None,
     thresholds: RolloverThresholds | None = None,
     crl_interval: timedelta = timedelta(days=1),
-    unused_key_max_age: timedelta = DEFAULT_MAX_AGE,
+    unused_key_max_age: timedelta | None = None,
 ) -> JobContext:
+    """The jobs' context as `icao-pki serve` runs them, from the service's objects and settings.
+
+    `unused_key_max_age` overrides the deployment's `Settings.unused_key_max_age`
+    (``ICAO_PKI_UNUSED_KEY_MAX_AGE``); None, the default, takes it from the settings, so that the
+    environment reaches the unused-key job without every caller passing it along."""
     # the sign component the service's flows use (journal, verify); one on `keystore` otherwise
     authority = services.authority or Authority(services.store, keystore, services.clock, services.settings.policy)
     successor = None
@@ -92,7 +96,8 @@ def job_context(
         crl_interval=crl_interval, deliver_notifications=deliver,
         auto_act=functools.partial(after_countersigned, services),
         auto_act_types=tuple(services.settings.auto_act_request_types or ()),
-        unused_key_max_age=unused_key_max_age,
+        unused_key_max_age=(services.settings.unused_key_max_age if unused_key_max_age is None
+                            else unused_key_max_age),
     )  # fmt: skip
 
 

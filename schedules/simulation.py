@@ -149,7 +149,8 @@ OFFICER_HOUR = 10
 @dataclass(frozen=True)
 class SimEvent:
     at: datetime
-    #: ds-first | ds-rollover | ds-switch | ds-destroyed | is-destroyed | is-renewal | dv-renewal | renewal-refused |
+    #: ds-first | ds-rollover | ds-switch | ds-destroyed | is-destroyed | cvca-destroyed | is-renewal | dv-renewal |
+    #: renewal-refused |
     #: cvca | csca (the schedule's notice and ceremony proposal) | cvca-ceremony | csca-ceremony | ceremony-failed |
     #: crl | expiry | refused
     kind: str
@@ -505,6 +506,10 @@ def describe_successor(box: Sandbox, reference: str) -> str:
         return f"request {req.id} {req.state.value}{reason}"
 
 
+#: the timeline's kind of a key the destruction job destroyed, by the role its label names
+_DESTROYED_KIND = {"is": "is-destroyed", "cvca": "cvca-destroyed"}
+
+
 def _key_role(label: str) -> str | None:
     try:
         return KeyLabel.parse(label).role
@@ -525,8 +530,9 @@ def _job_events(at: datetime, results: dict[str, Any], describe: Callable[[str],
                 if due.max_signatures is not None else "no signing key"
             out.append(SimEvent(at, "ds-rollover", f"successor for {due.hsm_label} ({due.reason}: {used}) → "
                                                    f"{describe(action.reference)}"))
-    # the destruction job destroys retired DS keys and superseded IS keys alike: the label names the role
-    out += [SimEvent(at, "is-destroyed" if _key_role(label) == "is" else "ds-destroyed", f"{label} destroyed in the HSM")
+    # the destruction job destroys retired DS keys, superseded IS keys and CVCA keys retired by their
+    # successor's ceremony alike: the label names the role
+    out += [SimEvent(at, _DESTROYED_KIND.get(_key_role(label) or "", "ds-destroyed"), f"{label} destroyed in the HSM")
             for label in results.get("ds-key-destruction") or [] if isinstance(label, str)]
     for job, kind in (("is-renewals", "is-renewal"), ("dv-renewals", "dv-renewal")):
         for due, result in results.get(job) or []:
@@ -754,7 +760,7 @@ def _check(box: Sandbox, policy: Policy, report: SimulationReport, tally: dict[s
     report.counts = {
         "ds_keys": len(report.keys),
         "ds_certificates": ds_certificates, "ds_rollovers": kinds["ds-rollover"], "ds_destroyed": kinds["ds-destroyed"],
-        "is_destroyed": kinds["is-destroyed"],
+        "is_destroyed": kinds["is-destroyed"], "cvca_destroyed": kinds["cvca-destroyed"],
         "is_renewals": kinds["is-renewal"], "dv_renewals": kinds["dv-renewal"],
         "renewals_refused": kinds["renewal-refused"], "cvca_events": kinds["cvca"],
         "csca_events": kinds["csca"], "cvca_ceremonies": kinds["cvca-ceremony"],
@@ -798,8 +804,10 @@ def check_ds_requests(box: Sandbox, flow: SimFlow, report: SimulationReport) -> 
 def check_ca_rollovers(box: Sandbox, report: SimulationReport) -> None:
     """From the database alone, for every CSCA and CVCA a key ceremony made after the first:
     a link certificate signed by its predecessor carries its public key (for a CSCA, a Master
-    List published since carries both), and the ceremony was proposed and approved by two
-    distinct Provider operators (the audit log)."""
+    List published since carries both), the predecessor's CVCA key was retired by the ceremony
+    and destroyed after its certificate's validity (`_superseded_cvca_key_problem`; an old CSCA
+    key keeps signing CRLs, so it is not retired), and the ceremony was proposed and approved by
+    two distinct Provider operators (the audit log)."""
     with box.store.transaction() as tx:
         cscas = _our_cscas(tx)
         links = [parse_certificate(r.der) for r in tx.session.scalars(
@@ -822,15 +830,20 @@ def check_ca_rollovers(box: Sandbox, report: SimulationReport) -> None:
             select(Certificate).where(Certificate.role == Role.CVCA, Certificate.document_type == DOC,
                                       Certificate.certificate_format == CertificateFormat.CV)
             .order_by(Certificate.not_before, Certificate.id)).all()  # fmt: skip
-        cvcas = [parse_cv(r.der) for r in cvca_rows if r.chr == r.issuer]
+        roots = [r for r in cvca_rows if r.chr == r.issuer]
+        cvcas = [parse_cv(r.der) for r in roots]
         cv_links = [parse_cv(r.der) for r in cvca_rows if r.chr != r.issuer]
-        for old_cv, new_cv in itertools.pairwise(cvcas):
+        for (old_row, old_cv), (_, new_cv) in itertools.pairwise(zip(roots, cvcas, strict=True)):
             point = getattr(new_cv.public_key, "point", None)
             found = [c for c in cv_links if c.chr == new_cv.chr and c.car == old_cv.chr and point is not None
                      and getattr(c.public_key, "point", None) == point
                      and check_chain_at(old_cv, [c], c.effective_date).valid]
             if not found:
                 report.violations.append(f"CVCA {new_cv.chr} has no link certificate from {old_cv.chr}")
+                continue
+            problem = _superseded_cvca_key_problem(tx, old_row, new_cv.chr, report.end)
+            if problem is not None:
+                report.violations.append(problem)
         ceremonies = tx.session.scalars(select(Request).where(Request.request_type == CEREMONY)).all()
         for req in ceremonies:
             actors = {a.action: a.actor_operator_id for a in tx.session.scalars(
@@ -841,6 +854,40 @@ def check_ca_rollovers(box: Sandbox, report: SimulationReport) -> None:
                 report.violations.append(f"ceremony {req.id} was not approved by a second Provider operator")
     report.counts["cscas"] = len(cscas)
     report.counts["cvcas"] = len(cvcas)
+
+
+def _superseded_cvca_key_problem(tx: StoreTx, old: Certificate, successor: str, until: datetime) -> str | None:
+    """Why the key of CVCA certificate `old`, which the ceremony of `successor` linked from, is not
+    where it should be at `until` (the run's end); None if it is.
+
+    Once its successor's ceremony has signed the link it has nothing left to sign: it must have
+    been retired by that ceremony (the audit entry names the successor), and destroyed once its
+    certificate's validity ended — never before (the destruction's time is after the certificate's
+    end), and no later than the first daily run after it when the run went on that long (two
+    days' margin: the runs are a day apart)."""
+    if old.key_id is None:
+        return None
+    key = tx.key(old.key_id)
+    who = f"CVCA key {key.hsm_label} ({old.chr})"
+    entries = {e.action: e for e in tx.session.scalars(
+        select(AuditEntry).where(AuditEntry.entity_type == "key", AuditEntry.entity_id == str(key.id),
+                                 AuditEntry.action.in_(("cvca_key.retired", "cvca_key.destroyed")))
+        .order_by(AuditEntry.seq))}  # fmt: skip
+    retired = entries.get("cvca_key.retired")
+    if key.state not in (KeyState.RETIRED, KeyState.DESTROYED):
+        return f"{who} is {key.state.value} after CVCA {successor} succeeded it"
+    if retired is None:
+        return f"{who} is {key.state.value} but no retirement was recorded when CVCA {successor} succeeded it"
+    if retired.details.get("superseded_by") != successor:
+        return f"{who} was retired naming {retired.details.get('superseded_by')}, not its successor {successor}"
+    if key.state is KeyState.DESTROYED:
+        if key.destroyed_at is None or key.destroyed_at <= old.not_after or "cvca_key.destroyed" not in entries:
+            return (f"{who} was destroyed at {key.destroyed_at} (audited: {'cvca_key.destroyed' in entries}), "
+                    f"not after its certificate's validity ended {old.not_after:%Y-%m-%d}")
+        return None
+    if until > old.not_after + timedelta(days=2):
+        return f"{who} is still in the HSM though its certificate's validity ended {old.not_after:%Y-%m-%d}"
+    return None
 
 
 def _verifies(cert: X509Certificate, issuer: X509Certificate) -> bool:

@@ -126,6 +126,27 @@ def test_serve_check_initialises_token_and_database(tmp_path: Path) -> None:
     assert {"alembic_version", "organisations", "keys", "certificates", "requests", "audit_log"} <= tables
 
 
+@pytest.mark.hsm
+def test_serve_takes_the_unused_key_age_from_the_environment_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    """``ICAO_PKI_UNUSED_KEY_MAX_AGE`` reaches the schedules' job context `serve` builds; a value
+    that is not whole days (or under a day) stops it in one line, before anything is created."""
+    require_softhsm()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ICAO_PKI_", "SOFTHSM2_", "DATABASE_URL"))}
+    env["ICAO_PKI_DATA_DIR"] = str(tmp_path / "var")
+    for value, expected in (("12h", "error: ICAO_PKI_UNUSED_KEY_MAX_AGE must be a whole number of days such as "
+                                    "30 or 30d, got '12h'"),
+                            ("0", "error: ICAO_PKI_UNUSED_KEY_MAX_AGE must be at least 1 day, got '0'")):
+        refused = icao_pki("serve", "--check", env={**env, "ICAO_PKI_UNUSED_KEY_MAX_AGE": value})
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == expected
+        assert not (tmp_path / "var").exists()
+    for value, days in (("7d", 7), (None, 30)):
+        result = icao_pki("serve", "--check", env=env if value is None else {**env, "ICAO_PKI_UNUSED_KEY_MAX_AGE": value})
+        assert result.returncode == 0, result.stderr
+        # the job context's value, as serve reports it (the console may wrap the line)
+        assert f"icao-pki: generated keys left uncertified {days} day(s) are destroyed" in " ".join(result.stderr.split())
+
+
 def test_policy_file_narrows_limits_and_refuses_longer_ones(tmp_path: Path) -> None:
     shorter = tmp_path / "short.json"
     shorter.write_text(json.dumps({"passport.ds": {"key_usage_months": 2, "max_signatures": 60000}}))

@@ -1,5 +1,5 @@
 """The DS-key queries of the signing service, rollover and destruction decisions (and the
-IS-key queries of the destruction job).
+IS- and CVCA-key queries of the destruction job).
 
 Written against the store's models (SQLAlchemy Core/ORM) so that the store stays the only
 code that writes SQL shapes; every state change here is a compare-and-set ``UPDATE … WHERE``
@@ -297,6 +297,30 @@ def destroyable_is_keys(tx: StoreTx, now: datetime) -> Sequence[Key]:
         )
         .order_by(Key.id)
     ).all()
+
+
+# --- CVCA keys retired by their successor's ceremony (`ceremonies.retire_superseded_cvca`) ------
+
+
+def destroyable_cvca_keys(tx: StoreTx, now: datetime) -> Sequence[Key]:
+    """Retired CVCA keys none of whose certificates is still valid (whole days: a CV expiration
+    date is valid through the whole day, so a key is due from the next day's start).
+
+    The certificate, not the key's usage window, decides: the old CVCA stays a trust point for
+    as long as its certificate is valid, and its key stays in the HSM until then.  A retired
+    CVCA key with no certificate at all (none is made that way) has nothing to wait for."""
+    still_valid = select(Certificate.id).where(Certificate.key_id == Key.id,
+                                               Certificate.not_after >= cv_day_start(now))
+    return tx.session.scalars(
+        select(Key)
+        .where(Key.role == Role.CVCA, Key.state == KeyState.RETIRED, ~exists(still_valid))
+        .order_by(Key.id)
+    ).all()
+
+
+def certificates_of_key(tx: StoreTx, key_id: int) -> Sequence[Certificate]:
+    """The certificates that carry a key of ours (for the destruction's audit record)."""
+    return tx.session.scalars(select(Certificate).where(Certificate.key_id == key_id).order_by(Certificate.id)).all()
 
 
 # --- keys generated for a certificate that never came (`signing.unused_keys`) -----------------

@@ -17,7 +17,12 @@ IS keys the service holds for IS operators (`POST /v1/is/keys`, renewed by
 `signing.is_renewal`) go the same way (issue 5): `retire_superseded_is_keys` retires an
 active IS key once its certificate has expired (whole days) and a newer IS certificate of
 the same holder is active; `destroy_superseded_is_keys` destroys retired IS keys after
-their window, audited, the certificate untouched.  The ``ds-key-destruction`` job runs both.
+their window, audited, the certificate untouched.
+
+A CVCA key is retired by its successor's ceremony, in the step that stores the link certificate
+(`ceremonies.retire_superseded_cvca`): after the link it has nothing left to sign.
+`destroy_retired_cvca_keys` destroys it once the old CVCA certificate's validity has ended,
+audited, its certificates still published.  The ``ds-key-destruction`` job runs all three.
 """
 
 from __future__ import annotations
@@ -185,6 +190,8 @@ def _destruction_reason(role: Role, certified: bool) -> str:
         return f"{role.value.upper()} key retired unused: never certified"
     if role is Role.DS:
         return "DS key retired: usage window over (Art. 23.1b / 26.1b)"
+    if role is Role.CVCA:
+        return "CVCA key retired when a newer CVCA succeeded it, its certificate's validity over"
     return "IS key retired, its certificate's validity over"
 
 
@@ -267,6 +274,49 @@ def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Cloc
             tx.append_audit(at=now, action="is_key.destroyed", entity_type="key", entity_id=key_id,
                             details={"label": label, "outcome": outcome, "reason": reason, "spki_sha256": spki_sha256,
                                      "certificates": certificates, "holder_organisation_id": holder})  # fmt: skip
+        destroyed.append(label)
+    return destroyed
+
+
+def destroy_retired_cvca_keys(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[str]:
+    """Destroy the CVCA keys their successors' ceremonies retired, once the old CVCA certificate's
+    validity has ended (whole days); the certificates stay published.
+
+    Why then: a retired CVCA key signs nothing (`Authority.refuse_retired_cvca`), but while its
+    certificate is valid it is the trust point chips and relying parties still hold; after that
+    it is only attack surface.  The database decided first (the ceremony's retirement); this is
+    the HSM step, then the row moves RETIRED → DESTROYED (CAS) with the audit record.
+    Idempotent: a destroyed key is no longer RETIRED; a key already gone from the HSM (a crash
+    between the HSM and the database) is recorded; a key the HSM refuses to destroy stays
+    retired and the next run tries again."""
+    now = clock.now()
+    with store.transaction() as tx:
+        due = [(k.id, k.hsm_label) for k in keyq.destroyable_cvca_keys(tx, now)]
+    destroyed = []
+    for key_id, label in due:
+        now = clock.now()
+        reason = _destruction_reason(Role.CVCA, True)
+        spki_sha256 = None
+        try:
+            record = keystore.destroy(label, reason=reason)
+            outcome = "destroyed"
+            if isinstance(record, dict):
+                spki_sha256 = record.get("spki_sha256")
+        except KeyNotFound:
+            outcome = "already absent from the HSM"
+        except KeyStoreError as exc:
+            log.warning("CVCA key %s (key %s) could not be destroyed: %s: %s", label, key_id, type(exc).__name__, exc)
+            continue
+        with store.transaction() as tx:
+            certificates = keyq.certificates_of_key(tx, key_id)
+            valid_until = max((c.not_after for c in certificates), default=None)
+            tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
+            tx.append_audit(
+                at=now, action="cvca_key.destroyed", entity_type="key", entity_id=key_id,
+                details={"label": label, "outcome": outcome, "reason": reason, "spki_sha256": spki_sha256,
+                         "certificates": [c.chr for c in certificates],
+                         "certificates_valid_until": valid_until.isoformat() if valid_until else None},
+            )  # fmt: skip
         destroyed.append(label)
     return destroyed
 

@@ -5,7 +5,8 @@ An Agency asks for a DS key (`POST /v1/ds/keys`) or an IS operator for an IS key
 for it.  When it never does — or its request ended without the key being destroyed (a crash
 after a rejection) — the private key would stay on the token for good: attack surface that
 certifies nothing and clutters the token.  `retire_unused_keys` retires such a key once it is
-`max_age` old (default `DEFAULT_MAX_AGE`, 30 days; ``JobContext.unused_key_max_age``).
+`max_age` old (default `DEFAULT_MAX_AGE`, 30 days; ``JobContext.unused_key_max_age``, which
+`icao-pki serve` takes from `Settings.unused_key_max_age`, ``ICAO_PKI_UNUSED_KEY_MAX_AGE``).
 
 Unused means: a DS or IS key row still GENERATED, generated at least `max_age` ago, that no
 certificate request still in progress (submitted or countersigned) refers to, the way the
@@ -54,13 +55,15 @@ from icao_pki.signer import Signer
 
 from ..certificate_flows import DS, IS
 from ..errors import StaleState
+from ..settings import DEFAULT_UNUSED_KEY_MAX_AGE
 from ..store import KeyState, Store
 from . import keys as keyq
 
 log = logging.getLogger(__name__)
 
-#: how long a generated key may wait for its certificate request
-DEFAULT_MAX_AGE = timedelta(days=30)
+#: how long a generated key may wait for its certificate request unless the deployment says otherwise
+#: (`Settings.unused_key_max_age`, ``ICAO_PKI_UNUSED_KEY_MAX_AGE``)
+DEFAULT_MAX_AGE = DEFAULT_UNUSED_KEY_MAX_AGE
 #: the keys a party asks the service to generate for its own certificate request
 ROLES: tuple[Role, ...] = (Role.DS, Role.IS)
 #: audit action and notification event per role

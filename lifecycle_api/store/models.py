@@ -53,7 +53,7 @@ class OperatorKind(str, Enum):
 class KeyState(str, Enum):
     GENERATED = "generated"  # in the HSM, no certificate yet
     ACTIVE = "active"
-    RETIRED = "retired"  # usage window over or budget spent
+    RETIRED = "retired"  # usage window over, budget spent, superseded (IS, CVCA) or never certified
     DESTROYED = "destroyed"  # removed from the HSM (recorded, never deleted from here)
 
 

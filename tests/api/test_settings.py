@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import base64
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from lifecycle_api.settings import Settings, load_certificate_file
+from lifecycle_api.settings import Settings, load_certificate_file, parse_unused_key_max_age
+from lifecycle_api.signing import unused_keys
 from tests.api.orgpki_support import OrgPkiForTests
 
 
@@ -45,3 +47,41 @@ def test_settings_defaults_to_sqlite_file(monkeypatch: pytest.MonkeyPatch) -> No
 def test_settings_der_file_is_one_certificate(org_pki: OrgPkiForTests, tmp_path: Path) -> None:
     (tmp_path / "c.der").write_bytes(org_pki.pki.sub_ca.der)
     assert load_certificate_file(tmp_path / "c.der") == [org_pki.pki.sub_ca.der]
+
+
+# --- ICAO_PKI_UNUSED_KEY_MAX_AGE -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "days"), [("30", 30), ("30d", 30), ("7d", 7), (" 1 ", 1), ("1d", 1), ("400", 400)])
+def test_unused_key_max_age_from_environment_in_days(monkeypatch: pytest.MonkeyPatch, value: str, days: int) -> None:
+    monkeypatch.setenv("ICAO_PKI_UNUSED_KEY_MAX_AGE", value)
+    assert Settings.from_environment().unused_key_max_age == timedelta(days=days)
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_unused_key_max_age_defaults_to_30_days(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv("ICAO_PKI_UNUSED_KEY_MAX_AGE", raising=False)
+    else:
+        monkeypatch.setenv("ICAO_PKI_UNUSED_KEY_MAX_AGE", value)
+    assert Settings.from_environment().unused_key_max_age == timedelta(days=30) == unused_keys.DEFAULT_MAX_AGE
+    assert Settings().unused_key_max_age == timedelta(days=30)
+
+
+@pytest.mark.parametrize("value", ["12h", "1.5", "1.5d", "-3", "+3", "30 days", "30D", "d", "thirty", "3w", "1e3",
+                                   "٣٠", "99999999999999"])
+def test_unused_key_max_age_refuses_anything_but_whole_days(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ICAO_PKI_UNUSED_KEY_MAX_AGE", value)
+    with pytest.raises(ValueError, match=r"^ICAO_PKI_UNUSED_KEY_MAX_AGE ") as refused:
+        Settings.from_environment()
+    assert repr(value) in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["0", "0d", "00"])
+def test_unused_key_max_age_refuses_less_than_a_day(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ICAO_PKI_UNUSED_KEY_MAX_AGE", value)
+    with pytest.raises(ValueError, match=r"^ICAO_PKI_UNUSED_KEY_MAX_AGE must be at least 1 day, got "):
+        Settings.from_environment()
+    assert parse_unused_key_max_age("1") == timedelta(days=1)
+    with pytest.raises(ValueError, match="unused_key_max_age must be at least 1 day"):
+        Settings(unused_key_max_age=timedelta(hours=23))  # set in code: refused all the same

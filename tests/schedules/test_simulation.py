@@ -19,7 +19,7 @@ from cvc.builders import build_cvca_certificate
 from cvc.certificate import parse_certificate as parse_cv
 from icao_pki.certificate import parse_certificate
 from icao_pki.clock import FakeClock
-from icao_pki.policy import DEFAULT_POLICY, DocumentType, Role
+from icao_pki.policy import DEFAULT_POLICY, DocumentType, Role, add_months
 from lifecycle_api.authority import key_matches
 from lifecycle_api.certificate_flows import ds_subject
 from lifecycle_api.csr import build_csr
@@ -28,6 +28,7 @@ from lifecycle_api.signing.sandbox import open_sandbox
 from lifecycle_api.store import (
     AuditEntry,
     Certificate,
+    Key,
     KeyState,
     Operator,
     OperatorKind,
@@ -37,6 +38,7 @@ from lifecycle_api.store import (
     Store,
 )
 from schedules.decisions import CSCA_ADVANCE_NOTICE, RenewalDue, due_ca_rollovers
+from schedules.jobs import JOBS, JobContext
 from schedules.simulation import (
     SimCeremonies,
     SimCvAuthority,
@@ -228,10 +230,12 @@ def test_destroyed_keys_are_told_apart_by_the_role_in_their_label() -> None:
     from schedules.simulation import _job_events
 
     at = datetime(2027, 1, 1, tzinfo=UTC)
-    events = _job_events(at, {"ds-key-destruction": ["passport-ds-00003", "passport-is-00007", 42]}, str)
+    events = _job_events(at, {"ds-key-destruction": ["passport-ds-00003", "passport-is-00007", "passport-cvca-00002",
+                                                      42]}, str)
     assert [(e.kind, e.detail) for e in events] == [
         ("ds-destroyed", "passport-ds-00003 destroyed in the HSM"),
         ("is-destroyed", "passport-is-00007 destroyed in the HSM"),
+        ("cvca-destroyed", "passport-cvca-00002 destroyed in the HSM"),
     ]
 
 
@@ -320,8 +324,23 @@ def test_cvca_and_csca_ceremonies_are_held_by_a_second_officer_and_nothing_lapse
                 parse_certificate(row.der).verify_issued_by(parse_certificate(tx.certificate(expected).der))
             assert set(issuers.values()) == {old_csca, csca.id}
 
+            # X.509: the old CSCA key is still active — it signs the CRLs of the DS certificates it issued
+            assert tx.certificate(old_csca).key_id is not None
+            assert tx.key(tx.certificate(old_csca).key_id).state is KeyState.ACTIVE
+
+            # CV: the old CVCA key was retired by the ceremony, destroyed after its certificate ended
+            cvca, _, cvca_req, cvca_link = made["cvca"]
+            old_cvca = tx.certificate(cvca_link.issuer_certificate_id)
+            old_cvca_key = tx.key(old_cvca.key_id)
+            assert cvca_req.result["retired_key_id"] == old_cvca_key.id
+            assert old_cvca_key.state is KeyState.DESTROYED and old_cvca_key.destroyed_at is not None
+            assert old_cvca.not_after < old_cvca_key.destroyed_at <= old_cvca.not_after + timedelta(days=1)
+            [destroyed] = [e for e in report.events if e.kind == "cvca-destroyed"]
+            assert destroyed.detail == f"{old_cvca_key.hsm_label} destroyed in the HSM"
+            assert destroyed.at == old_cvca_key.destroyed_at
+            assert report.counts["cvca_destroyed"] == 1
+
             # CV: the DVs renewed after the CVCA ceremony are the new CVCA's, and IS certificates theirs
-            cvca, _, _, cvca_link = made["cvca"]
             assert parse_cv(cvca_link.der).chr == cvca.chr != parse_cv(cvca_link.der).car
             later = tx.session.scalars(select(Certificate).where(Certificate.created_at > cvca.created_at)
                                        .order_by(Certificate.id)).all()
@@ -415,5 +434,62 @@ def test_ca_checks_catch_a_ds_certificate_of_the_old_csca_and_a_cvca_without_lin
             assert cv_chain_problem(tx, first_is, parse_cv(first_is.der).effective_date) is None
             problem = cv_chain_problem(tx, first_is, first_cvca.expiration_date + timedelta(days=1))
         assert problem is not None and problem.startswith(f"{first_cvca.chr}: not valid on")
+    finally:
+        box.store.dispose()
+
+
+@pytest.mark.hsm
+def test_ca_checks_catch_an_old_cvca_key_left_active_or_destroyed_out_of_time(keystore, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The check behind the aged run's empty violation list for the old CVCA key can fail: still
+    in the HSM after its certificate ended, destroyed before, or never retired."""
+    start = datetime(2027, 1, 4, tzinfo=UTC)
+    clock = FakeClock(start)
+    box = open_sandbox(clock, folder=tmp_path, keystore=keystore)
+    try:
+        with box.store.transaction() as tx:
+            operator = tx.add_organisation(name="IS operator", party_type=PartyType.IS_OPERATOR, country="VN",
+                                           ministry="MPS", now=start).id
+        cv = SimCvAuthority(box, clock, DEFAULT_POLICY, operator, cvca_since=add_months(start, -34).date())
+        old_label, old_der, old_id = cv.current_cvca()
+        old = parse_cv(old_der)
+        flow = SimFlow(box, clock, DEFAULT_POLICY)
+        ceremonies = SimCeremonies(flow.services, box.provider_id)
+        [due] = due_ca_rollovers(box.store, clock, Role.CVCA)
+        ceremonies.proposer.rollover(due, clock.now())
+        clock.advance(days=1, hours=10)
+        [held] = ceremonies.approve_due(clock.now())
+        assert held.kind == "cvca-ceremony"
+        new_chr = parse_cv(cv.cvca_der).chr
+        assert new_chr != old.chr
+        with box.store.transaction() as tx:
+            key_id = tx.certificate(old_id).key_id
+            assert tx.key(key_id).state is KeyState.RETIRED
+
+        def violations(until: datetime) -> list[str]:
+            report = SimulationReport(start, until, 0)
+            check_ca_rollovers(box, report)
+            return report.violations
+
+        who = f"CVCA key {old_label} ({old.chr})"
+        assert violations(clock.now()) == []
+        late = day_end(old.expiration_date) + timedelta(days=3)
+        assert violations(late) == [f"{who} is still in the HSM though its certificate's validity ended "
+                                    f"{old.expiration_date}"]
+
+        clock.set(day_start(old.expiration_date + timedelta(days=1)))
+        labels = JOBS["ds-key-destruction"].run(JobContext(store=box.store, clock=clock, keystore=box.keystore))
+        assert labels == [old_label]
+        assert violations(late) == []
+
+        with box.store.transaction() as tx:  # destroyed while its certificate was still valid
+            tx.session.get(Key, key_id).destroyed_at = day_end(old.expiration_date) - timedelta(days=1)
+        [early] = violations(late)
+        assert early.startswith(f"{who} was destroyed at ") and early.endswith(
+            f"not after its certificate's validity ended {old.expiration_date}")
+
+        with box.store.transaction() as tx:  # a ceremony that left the old key active
+            row = tx.session.get(Key, key_id)
+            row.state, row.destroyed_at = KeyState.ACTIVE, None
+        assert violations(clock.now()) == [f"{who} is active after CVCA {new_chr} succeeded it"]
     finally:
         box.store.dispose()

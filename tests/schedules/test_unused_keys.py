@@ -7,6 +7,7 @@ in progress names is kept.  Time moves only through the world's FakeClock.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,30 @@ def _notices(pki: PkiWorld, party: str, event: str) -> list[dict[str, Any]]:
 
 
 # --- DS keys ------------------------------------------------------------------------------------
+
+
+def test_the_deployments_max_age_reaches_the_unused_key_job(pki_sqlite: PkiWorld) -> None:
+    """`Settings.unused_key_max_age` (``ICAO_PKI_UNUSED_KEY_MAX_AGE``) is the age the job that
+    `schedules.runtime.job_context` builds retires keys at, unless the caller passes its own."""
+    pki, world = pki_sqlite, pki_sqlite.world
+    services = world.client.app.state.services
+    week = timedelta(days=7)
+    configured = replace(services, settings=replace(services.settings, unused_key_max_age=week))
+    ctx = job_context(configured, pki.keystore)
+    assert ctx.unused_key_max_age == week
+    assert job_context(configured, pki.keystore, unused_key_max_age=timedelta(days=10)).unused_key_max_age \
+        == timedelta(days=10)
+    assert job_context(services, pki.keystore).unused_key_max_age == MAX_AGE
+    start = world.clock.now()
+    key = pki.ds_key()
+    world.clock.set(start + week - timedelta(seconds=1))
+    assert JOBS[JOB].run(ctx) == []
+    world.clock.set(start + week + timedelta(hours=1))
+    assert _run(pki) == []  # the default 30 days: not yet
+    assert JOBS[JOB].run(ctx) == [key["hsm_label"]]
+    assert _state(pki, key["key_id"]) is KeyState.RETIRED
+    [audit] = _audit(pki, key["key_id"], "ds.unused_key_retired")
+    assert audit["max_age_days"] == 7 and "kept at most 7.0 days" in audit["reason"]
 
 
 def test_unused_ds_key_is_destroyed_after_30_days_unless_a_request_in_progress_names_it(any_pki: PkiWorld) -> None:
