@@ -14,7 +14,7 @@ id-data as eContentType — pymrtd's `_allowedSodContentTypes`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -294,6 +294,15 @@ def build_lds_security_object(
     numbers = tuple(sorted(dg_hashes))
     head, prefixes, tail = _lds_layout(numbers, hash_algorithm, lds_version)
     return b"".join([head, *[prefix + dg_hashes[n] for prefix, n in zip(prefixes, numbers, strict=True)], tail])
+
+
+def check_data_group_numbers(
+    numbers: Iterable[int], hash_algorithm: HashAlgorithm, lds_version: LdsVersion | None = None
+) -> None:
+    """`check_lds_content` for complete data groups (each hash the algorithm's size): the
+    same refusals, answered from the layout cache once a DG set has been seen (a
+    personalisation line checks every document of a batch before signing any)."""
+    _lds_layout(tuple(sorted(numbers)), hash_algorithm, lds_version)
 
 
 @lru_cache(maxsize=256)

@@ -66,6 +66,7 @@ from icao_pki.sod import (
     build_lds_security_object,
     build_sod,
     check_data_group,
+    check_data_group_numbers,
     check_lds_content,
     hash_data_groups,
 )
@@ -588,8 +589,7 @@ class DsSigningService:
                 groups = _numbered_bytes(item.data_groups, "data group")
                 for number, dg in groups.items():
                     check_data_group(number, dg)
-                check_lds_content(dict.fromkeys(groups, self.hash_algorithm.digest_size), self.hash_algorithm,
-                                  item.lds_version)  # fmt: skip
+                check_data_group_numbers(groups, self.hash_algorithm, item.lds_version)
                 return groups, None, item.lds_version
             hashes = _numbered_bytes(item.dg_hashes or {}, "data-group hash")
             check_lds_content({k: len(v) for k, v in hashes.items()}, self.hash_algorithm, item.lds_version)
