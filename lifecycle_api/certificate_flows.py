@@ -65,6 +65,7 @@ from .hierarchy import (
     cv_chain,
     day_end,
     day_start,
+    fingerprint,
     publish,
     store_cv,
     store_x509,
@@ -655,14 +656,38 @@ def _foreign_state(tx: StoreTx, organisation_id: Any) -> int:
     return org.id
 
 
-def _registered_cvca(tx: StoreTx, state_id: int, chr: str) -> Certificate:
-    for row in tx.certificates(role=Role.CVCA, organisation_id=state_id, certificate_format=CertificateFormat.CV):
-        if row.chr == chr and row.status is CertificateStatus.ACTIVE:
+def _documents(document_type: DocumentType) -> str:
+    """'passports' / 'ID cards', for refusals that name the EAC hierarchy."""
+    return f"{document_type.label}s"
+
+
+def _registered_cvca(tx: StoreTx, state_id: int, chr: str, document_type: DocumentType) -> Certificate:
+    """The state's active registered CVCA with this CHR, in its hierarchy for `document_type`.
+
+    A state may run separate EAC hierarchies for passports and ID cards; a CVCA registered
+    for one says nothing about the other, so a CVCA of the other document type is refused by
+    name rather than reported as unknown."""
+    rows = [row for row in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+                                           certificate_format=CertificateFormat.CV)
+            if row.chr == chr and row.status is CertificateStatus.ACTIVE]
+    for row in rows:
+        if DocumentType(row.document_type) is document_type:
             return row
+    if rows:
+        registered = DocumentType(rows[0].document_type)
+        raise InvalidInput(f"{chr} is registered as that state's CVCA for {_documents(registered)}, "
+                           f"not for {_documents(document_type)}", chr=chr,
+                           registered_document_type=registered.value, document_type=document_type.value)
     raise InvalidInput(f"{chr} is not a registered CVCA of that state", chr=chr)
 
 
 def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
+    """A foreign DV's request, authenticated by its state's CVCA registered for the request's
+    document type, certified by our CVCA of that type.
+
+    The foreign DV lives in its state's hierarchy for that document type (a passport DV under
+    the state's passport CVCA), so an outer signature by the state's CVCA of the other
+    document type does not vouch for it and is refused by name."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
@@ -671,7 +696,7 @@ def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
     today = now.date()
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
-        outer_row = _registered_cvca(tx, state_id, request.outer_car)
+        outer_row = _registered_cvca(tx, state_id, request.outer_car, doc)
         outer_chain = cv_chain(tx, outer_row)
         cvca_row, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV,
                                     organisation_id=None)
@@ -837,11 +862,30 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
         return certificate_view(row)
 
 
-def register_foreign_cvca(services: Services, caller: Caller, organisation_id: int, der: bytes) -> dict[str, Any]:
+def document_type_of(value: DocumentType | str) -> DocumentType:
+    """`value` as a DocumentType, or a refusal naming the accepted values (callers outside
+    the HTTP schema, e.g. the demo bootstrap, pass plain strings)."""
+    try:
+        return DocumentType(value)
+    except ValueError:
+        accepted = ", ".join(d.value for d in DocumentType)
+        raise InvalidInput(f"unknown document type {value!r}: expected one of {accepted}",
+                           document_type=str(value)) from None
+
+
+def register_foreign_cvca(services: Services, caller: Caller, organisation_id: int, der: bytes,
+                          document_type: DocumentType | str = DocumentType.PASSPORT) -> dict[str, Any]:
     """Organisation setup for a foreign state: its CVCA (self-signed) or a link certificate
-    from a CVCA already registered for it, verified before it is trusted."""
+    from a CVCA already registered for it, verified before it is trusted.
+
+    `document_type` is the EAC hierarchy the CVCA serves: a state may run one CVCA for its
+    passports and another for its ID cards, and our DV requests abroad and the foreign DV
+    requests we certify must meet the CVCA of their own document type.  Passport by default,
+    as every CVCA was before the document type could be given.  A link certificate belongs
+    to the hierarchy of the CVCA it links from, so it must be registered for the same type."""
     if caller.party_type is not PartyType.PROVIDER:
         raise Forbidden("only the Provider registers foreign CVCAs")
+    doc = document_type_of(document_type)
     now = services.clock.now()
     try:
         cert = parse_cv_certificate(der)
@@ -856,17 +900,23 @@ def register_foreign_cvca(services: Services, caller: Caller, organisation_id: i
             if cert.is_self_signed:
                 trust_point(cert)
             else:
-                issuer_row = _registered_cvca(tx, state_id, cert.car)
+                issuer_row = _registered_cvca(tx, state_id, cert.car, doc)
                 up = cv_chain(tx, issuer_row)
                 verify_chain_at(up.trust, [*up.chain, cert], now.date())
                 issuer_id = issuer_row.id
         except CvcError as exc:
             raise InvalidInput(f"the CVCA certificate does not verify: {exc}") from None
-        doc = DocumentType.PASSPORT
+        known = tx.certificate_by_fingerprint(fingerprint(der))
+        if known is not None:
+            # certificates are unique by fingerprint: one CVCA certificate serves one document type here
+            raise Conflict(f"{cert.chr} is already registered for {_documents(DocumentType(known.document_type))}",
+                           chr=cert.chr, certificate_id=known.id,
+                           document_type=DocumentType(known.document_type).value)
         row = store_cv(tx, der, role=Role.CVCA, document_type=doc, now=now, issuer_certificate_id=issuer_id,
                        organisation_id=state_id, hierarchy=False)
         tx.append_audit(at=now, action="cv.foreign_cvca_registered", entity_type="certificate", entity_id=row.id,
-                        details={"chr": row.chr, "car": row.issuer, "organisation_id": state_id},
+                        details={"chr": row.chr, "car": row.issuer, "organisation_id": state_id,
+                                 "document_type": doc.value},
                         actor_organisation_id=caller.organisation_id, actor_operator_id=caller.operator_id)
         return certificate_view(row)
 
