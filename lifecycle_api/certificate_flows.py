@@ -19,13 +19,18 @@ Request types (payload fields; every binary value base64):
   renewal by `signing.is_renewal`), issuing the certificate activates that key and links the
   certificate to it, so the schedules can renew it and later destroy it.
 * ``foreign_dv_certificate`` (Agency): ``{"cv_request", "foreign_state_organisation_id"}`` —
-  a foreign DV's request, authenticated by that state's registered CVCA; the Provider
-  issues a foreign-DV certificate (role 01) from our CVCA.
+  a foreign DV's request, authenticated by that state's CVCA registered for the request's
+  document type; the Provider issues a foreign-DV certificate (role 01) from our CVCA.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
-  generates our DV key and its CV request to that state (outer-signed by our CVCA when it
-  is the first request to that state) and returns it for export; the foreign certificate
-  comes back through `POST /v1/cv/foreign-certificates` (`import_foreign_dv_certificate`).
+  generates our DV key and its CV request to that state's newest CVCA of the request's
+  document type (outer-signed by our CVCA when it is the first request to that hierarchy)
+  and returns it for export; the foreign certificate comes back through
+  `POST /v1/cv/foreign-certificates` (`import_foreign_dv_certificate`).
 * ``revocation`` (Agency, IS operator): see `revocation.py`.
+
+A foreign state's CVCAs are registered per document type (`register_foreign_cvca`): a state
+may run separate EAC hierarchies for passports and ID cards, and the two foreign flows above
+stay within the hierarchy of their request's document type.
 """
 
 from __future__ import annotations
@@ -749,23 +754,28 @@ class _PreparedAbroad:
 
 
 def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
+    """Our DV key and its CV request to the foreign state's CVCA of the request's document type.
+
+    The CAR is the state's newest CVCA registered for that document type and valid now: a DV
+    for our ID-card inspection systems must be certified in the state's ID-card hierarchy,
+    never its passport one, so a state with no such CVCA is refused, naming the type.  "First
+    request" (outer-signed by our CVCA) is judged within that hierarchy too."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
         state = tx.organisation(state_id)
-        cvcas = [r for r in tx.certificates(role=Role.CVCA, organisation_id=state_id,
-                                            certificate_format=CertificateFormat.CV)
+        registered = tx.certificates(role=Role.CVCA, document_type=doc, organisation_id=state_id,
+                                     certificate_format=CertificateFormat.CV)
+        cvcas = [r for r in registered
                  if r.status is CertificateStatus.ACTIVE and r.not_before <= now <= r.not_after]
         if not cvcas:
-            raise InvalidInput(f"{state.name} has no registered CVCA valid now")
-        foreign_cvca = cvcas[-1]
-        first = not any(
-            r.role is Role.DVCA and r.issuer_certificate_id in {c.id for c in tx.certificates(
-                role=Role.CVCA, organisation_id=state_id)}
-            for r in tx.certificates(role=Role.DVCA, document_type=doc)
-        )
+            raise InvalidInput(f"{state.name} has no registered CVCA for {_documents(doc)} valid now",
+                               document_type=doc.value)
+        foreign_cvca = max(cvcas, key=lambda r: (r.not_before, r.id))
+        first = not any(r.issuer_certificate_id in {c.id for c in registered}
+                        for r in tx.certificates(role=Role.DVCA, document_type=doc))
         _, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV) if first else (None, None)
         country = state.country.upper()
         curve_of_foreign = parse_cv_certificate(foreign_cvca.der).public_key.curve
@@ -813,7 +823,11 @@ def act_dv_abroad(ctx: ActContext) -> dict[str, Any]:
 
 def import_foreign_dv_certificate(services: Services, caller: Caller, request_id: str, der: bytes) -> dict[str, Any]:
     """The foreign state's certificate for our DV: verified against that state's registered
-    CVCA (through its link certificates), bound to our key, then installed."""
+    CVCA (through its link certificates), bound to our key, then installed.
+
+    Only the state's CVCAs registered for the request's document type take part: the request
+    went to that hierarchy's CVCA, and the trust point must not be picked from the other
+    hierarchy (the state's passport root would not verify its ID-card certificates)."""
     if caller.party_type is not PartyType.PROVIDER:
         raise Forbidden("only the Provider installs foreign certificates")
     authority = authority_of(services)
@@ -831,16 +845,18 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
         if tx.certificate_by_chr(cert.chr) is not None:
             raise InvalidInput(f"{cert.chr} is already installed")
         state_id = req.result["foreign_state_organisation_id"]
-        registered = [r for r in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+        doc = DocumentType(req.document_type)
+        registered = [r for r in tx.certificates(role=Role.CVCA, document_type=doc, organisation_id=state_id,
                                                  certificate_format=CertificateFormat.CV)
                       if r.status is CertificateStatus.ACTIVE]
         roots = [parse_cv_certificate(r.der) for r in registered]
-        issuer_row = next((r for r in registered if r.chr == cert.car), None)
-        if issuer_row is None:
-            raise InvalidInput(f"the certificate's CAR {cert.car} is not a registered CVCA of that state")
+        try:
+            issuer_row = _registered_cvca(tx, state_id, cert.car, doc)
+        except InvalidInput as exc:
+            raise InvalidInput(f"the certificate's CAR {exc.message}", **exc.data) from None
         trust = next((c for c in roots if c.is_self_signed), None)
         if trust is None:
-            raise InvalidInput("that state has no registered self-signed CVCA")
+            raise InvalidInput(f"that state has no registered self-signed CVCA for {_documents(doc)}")
         try:
             chain = order_chain(trust, [c for c in roots if not c.is_self_signed and c.chr != trust.chr] + [cert])
             chain = chain[: [c.chr for c in chain].index(cert.chr) + 1]
@@ -853,7 +869,7 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
             raise InvalidInput("the certificate does not carry our DV key")
         tx.activate_key(key.id, expected=KeyState.GENERATED, usage_not_before=day_start(cert.effective_date),
                         usage_not_after=day_end(cert.expiration_date), max_signatures=None)
-        row = store_cv(tx, der, role=Role.DVCA, document_type=DocumentType(req.document_type), now=now, key_id=key.id,
+        row = store_cv(tx, der, role=Role.DVCA, document_type=doc, now=now, key_id=key.id,
                        issuer_certificate_id=issuer_row.id, organisation_id=caller.organisation_id,
                        request_id=request_id)
         tx.append_audit(at=now, action="cv.foreign_dv_installed", entity_type="certificate", entity_id=row.id,

@@ -145,8 +145,8 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "description": "Registers a foreign state's self-signed CVCA, or a link certificate from one of its CVCAs "
                        "already registered (verified against it), for the EAC hierarchy named by `document_type` "
                        "(`passport` when omitted).  A link certificate must be registered for the document type of "
-                       "the CVCA it links from.  Foreign DV requests must be authenticated by the state's CVCA "
-                       "of the request's document type.",
+                       "the CVCA it links from.  DV requests abroad go to the state's newest CVCA of the request's "
+                       "document type; foreign DV requests must be authenticated by one of that type.",
         "request": {"der": B64_CV, "document_type": "idcard"},
         "response": {**CV_CERTIFICATE, "role": "cvca", "document_type": "idcard", "chr": "UTCVCA00001",
                      "issuer": "UTCVCA00001", "subject": "UTCVCA00001"}},

@@ -3,15 +3,24 @@
 A state may run one EAC hierarchy for its passports and another for its ID cards.  The PKI
 world registers Utopia's passport CVCA (no document type given, so passport); these tests add
 an ID-card CVCA of Utopia's and check each flow stays within its request's document type:
-registration and listing, link certificates, and foreign DV requests authenticated by the
-state's CVCA.
+registration and listing, link certificates, our DV requests abroad (and the certificate that
+comes back), and foreign DV requests authenticated by the state's CVCA.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from cvc.builders import build_authenticated_request, build_cvca_certificate, build_cvca_link_certificate, build_request
+from cvc.builders import (
+    build_authenticated_request,
+    build_cvca_certificate,
+    build_cvca_link_certificate,
+    build_dv_certificate,
+    build_request,
+)
+from cvc.certificate import AuthenticatedRequest, parse_request
 from cvc.certificate import parse_certificate as parse_cv
 from icao_pki.policy import DocumentType, cv_max_expiration
 from icao_pki.signer import Signer
@@ -141,6 +150,66 @@ def test_link_from_an_idcard_cvca_needs_idcard(pki_sqlite: PkiWorld) -> None:
     assert r.status_code == 201, r.text
     assert r.json()["issuer"] == old_chr and r.json()["document_type"] == "idcard"
     assert [c["document_type"] for c in _listed(pki_sqlite, new_chr)] == ["idcard"]
+
+
+# --- our DV abroad ---------------------------------------------------------------------------
+
+
+def test_dv_abroad_for_idcard_goes_to_the_idcard_cvca(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    ours = pki.ceremony(kind="cvca", document_type="idcard")  # outer-signs the first request
+    id_chr, id_signer, id_der = _uto_idcard(pki)
+    state = pki.world["foreign"].organisation_id
+    done = pki.flow("idcard_agency", "dv_request_abroad", "idcard", {"foreign_state_organisation_id": state})
+    result = done["result"]
+    assert result["car"] == id_chr
+    request = parse_request(unb64(result["cv_request"]))
+    assert isinstance(request, AuthenticatedRequest) and request.outer_car == ours["chr"]
+    assert request.request.car == id_chr
+    # a passport DV still goes to the passport CVCA, though the ID-card one was registered after it
+    passport = pki.flow("agency", "dv_request_abroad", "passport", {"foreign_state_organisation_id": state})
+    assert passport["result"]["car"] == pki.uto_cvca_chr
+    # Utopia's ID-card CVCA certifies our DV; it verifies against that hierarchy, not the passport root
+    today = pki.world.clock.now().date()
+    der = build_dv_certificate(id_signer, parse_cv(id_der), unb64(result["cv_request"]), domestic=False,
+                               effective_date=today, expiration_date=today + timedelta(days=80),
+                               document_type="idcard")
+    r = pki.client.post("/v1/cv/foreign-certificates", json={"request_id": done["id"], "der": b64(der)},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    assert r.json()["chr"] == result["chr"] and r.json()["document_type"] == "idcard"
+
+
+def test_dv_abroad_certificate_from_the_other_hierarchy_refused(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    id_chr, id_signer, id_der = _uto_idcard(pki)
+    state = pki.world["foreign"].organisation_id
+    done = pki.flow("agency", "dv_request_abroad", "passport", {"foreign_state_organisation_id": state})
+    assert done["result"]["car"] == pki.uto_cvca_chr
+    # a certificate for our passport DV (same key and CHR) made by Utopia's ID-card CVCA
+    today = pki.world.clock.now().date()
+    ours = pki.keystore.signer(done["result"]["hsm_label"])
+    misdirected = build_request(ours, chr=done["result"]["chr"], car=id_chr)
+    der = build_dv_certificate(id_signer, parse_cv(id_der), misdirected, domestic=False,
+                               effective_date=today, expiration_date=today + timedelta(days=80),
+                               document_type="passport")
+    r = pki.client.post("/v1/cv/foreign-certificates", json={"request_id": done["id"], "der": b64(der)},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (f"the certificate's CAR {id_chr} is registered as that state's CVCA for "
+                                  "ID cards, not for passports")
+
+
+def test_dv_abroad_for_idcard_refused_when_the_state_has_only_a_passport_cvca(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    state = pki.world["foreign"].organisation_id
+    r = pki.submit("idcard_agency", "dv_request_abroad", "idcard", {"foreign_state_organisation_id": state})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    assert pki.world.countersign(rid).status_code == 200
+    r = pki.world.act(rid)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == "Utopia CVCA has no registered CVCA for ID cards valid now"
 
 
 # --- foreign DV requests authenticated by the state's CVCA --------------------------------------
