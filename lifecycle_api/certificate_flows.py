@@ -19,13 +19,18 @@ Request types (payload fields; every binary value base64):
   renewal by `signing.is_renewal`), issuing the certificate activates that key and links the
   certificate to it, so the schedules can renew it and later destroy it.
 * ``foreign_dv_certificate`` (Agency): ``{"cv_request", "foreign_state_organisation_id"}`` —
-  a foreign DV's request, authenticated by that state's registered CVCA; the Provider
-  issues a foreign-DV certificate (role 01) from our CVCA.
+  a foreign DV's request, authenticated by that state's CVCA registered for the request's
+  document type; the Provider issues a foreign-DV certificate (role 01) from our CVCA.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
-  generates our DV key and its CV request to that state (outer-signed by our CVCA when it
-  is the first request to that state) and returns it for export; the foreign certificate
-  comes back through `POST /v1/cv/foreign-certificates` (`import_foreign_dv_certificate`).
+  generates our DV key and its CV request to that state's newest CVCA of the request's
+  document type (outer-signed by our CVCA when it is the first request to that hierarchy)
+  and returns it for export; the foreign certificate comes back through
+  `POST /v1/cv/foreign-certificates` (`import_foreign_dv_certificate`).
 * ``revocation`` (Agency, IS operator): see `revocation.py`.
+
+A foreign state's CVCAs are registered per document type (`register_foreign_cvca`): a state
+may run separate EAC hierarchies for passports and ID cards, and the two foreign flows above
+stay within the hierarchy of their request's document type.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from .hierarchy import (
     cv_chain,
     day_end,
     day_start,
+    fingerprint,
     publish,
     store_cv,
     store_x509,
@@ -655,14 +661,38 @@ def _foreign_state(tx: StoreTx, organisation_id: Any) -> int:
     return org.id
 
 
-def _registered_cvca(tx: StoreTx, state_id: int, chr: str) -> Certificate:
-    for row in tx.certificates(role=Role.CVCA, organisation_id=state_id, certificate_format=CertificateFormat.CV):
-        if row.chr == chr and row.status is CertificateStatus.ACTIVE:
+def _documents(document_type: DocumentType) -> str:
+    """'passports' / 'ID cards', for refusals that name the EAC hierarchy."""
+    return f"{document_type.label}s"
+
+
+def _registered_cvca(tx: StoreTx, state_id: int, chr: str, document_type: DocumentType) -> Certificate:
+    """The state's active registered CVCA with this CHR, in its hierarchy for `document_type`.
+
+    A state may run separate EAC hierarchies for passports and ID cards; a CVCA registered
+    for one says nothing about the other, so a CVCA of the other document type is refused by
+    name rather than reported as unknown."""
+    rows = [row for row in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+                                           certificate_format=CertificateFormat.CV)
+            if row.chr == chr and row.status is CertificateStatus.ACTIVE]
+    for row in rows:
+        if DocumentType(row.document_type) is document_type:
             return row
+    if rows:
+        registered = DocumentType(rows[0].document_type)
+        raise InvalidInput(f"{chr} is registered as that state's CVCA for {_documents(registered)}, "
+                           f"not for {_documents(document_type)}", chr=chr,
+                           registered_document_type=registered.value, document_type=document_type.value)
     raise InvalidInput(f"{chr} is not a registered CVCA of that state", chr=chr)
 
 
 def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
+    """A foreign DV's request, authenticated by its state's CVCA registered for the request's
+    document type, certified by our CVCA of that type.
+
+    The foreign DV lives in its state's hierarchy for that document type (a passport DV under
+    the state's passport CVCA), so an outer signature by the state's CVCA of the other
+    document type does not vouch for it and is refused by name."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
@@ -671,7 +701,7 @@ def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
     today = now.date()
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
-        outer_row = _registered_cvca(tx, state_id, request.outer_car)
+        outer_row = _registered_cvca(tx, state_id, request.outer_car, doc)
         outer_chain = cv_chain(tx, outer_row)
         cvca_row, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV,
                                     organisation_id=None)
@@ -724,23 +754,28 @@ class _PreparedAbroad:
 
 
 def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
+    """Our DV key and its CV request to the foreign state's CVCA of the request's document type.
+
+    The CAR is the state's newest CVCA registered for that document type and valid now: a DV
+    for our ID-card inspection systems must be certified in the state's ID-card hierarchy,
+    never its passport one, so a state with no such CVCA is refused, naming the type.  "First
+    request" (outer-signed by our CVCA) is judged within that hierarchy too."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
         state = tx.organisation(state_id)
-        cvcas = [r for r in tx.certificates(role=Role.CVCA, organisation_id=state_id,
-                                            certificate_format=CertificateFormat.CV)
+        registered = tx.certificates(role=Role.CVCA, document_type=doc, organisation_id=state_id,
+                                     certificate_format=CertificateFormat.CV)
+        cvcas = [r for r in registered
                  if r.status is CertificateStatus.ACTIVE and r.not_before <= now <= r.not_after]
         if not cvcas:
-            raise InvalidInput(f"{state.name} has no registered CVCA valid now")
-        foreign_cvca = cvcas[-1]
-        first = not any(
-            r.role is Role.DVCA and r.issuer_certificate_id in {c.id for c in tx.certificates(
-                role=Role.CVCA, organisation_id=state_id)}
-            for r in tx.certificates(role=Role.DVCA, document_type=doc)
-        )
+            raise InvalidInput(f"{state.name} has no registered CVCA for {_documents(doc)} valid now",
+                               document_type=doc.value)
+        foreign_cvca = max(cvcas, key=lambda r: (r.not_before, r.id))
+        first = not any(r.issuer_certificate_id in {c.id for c in registered}
+                        for r in tx.certificates(role=Role.DVCA, document_type=doc))
         _, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV) if first else (None, None)
         country = state.country.upper()
         curve_of_foreign = parse_cv_certificate(foreign_cvca.der).public_key.curve
@@ -788,7 +823,11 @@ def act_dv_abroad(ctx: ActContext) -> dict[str, Any]:
 
 def import_foreign_dv_certificate(services: Services, caller: Caller, request_id: str, der: bytes) -> dict[str, Any]:
     """The foreign state's certificate for our DV: verified against that state's registered
-    CVCA (through its link certificates), bound to our key, then installed."""
+    CVCA (through its link certificates), bound to our key, then installed.
+
+    Only the state's CVCAs registered for the request's document type take part: the request
+    went to that hierarchy's CVCA, and the trust point must not be picked from the other
+    hierarchy (the state's passport root would not verify its ID-card certificates)."""
     if caller.party_type is not PartyType.PROVIDER:
         raise Forbidden("only the Provider installs foreign certificates")
     authority = authority_of(services)
@@ -806,16 +845,18 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
         if tx.certificate_by_chr(cert.chr) is not None:
             raise InvalidInput(f"{cert.chr} is already installed")
         state_id = req.result["foreign_state_organisation_id"]
-        registered = [r for r in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+        doc = DocumentType(req.document_type)
+        registered = [r for r in tx.certificates(role=Role.CVCA, document_type=doc, organisation_id=state_id,
                                                  certificate_format=CertificateFormat.CV)
                       if r.status is CertificateStatus.ACTIVE]
         roots = [parse_cv_certificate(r.der) for r in registered]
-        issuer_row = next((r for r in registered if r.chr == cert.car), None)
-        if issuer_row is None:
-            raise InvalidInput(f"the certificate's CAR {cert.car} is not a registered CVCA of that state")
+        try:
+            issuer_row = _registered_cvca(tx, state_id, cert.car, doc)
+        except InvalidInput as exc:
+            raise InvalidInput(f"the certificate's CAR {exc.message}", **exc.data) from None
         trust = next((c for c in roots if c.is_self_signed), None)
         if trust is None:
-            raise InvalidInput("that state has no registered self-signed CVCA")
+            raise InvalidInput(f"that state has no registered self-signed CVCA for {_documents(doc)}")
         try:
             chain = order_chain(trust, [c for c in roots if not c.is_self_signed and c.chr != trust.chr] + [cert])
             chain = chain[: [c.chr for c in chain].index(cert.chr) + 1]
@@ -828,7 +869,7 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
             raise InvalidInput("the certificate does not carry our DV key")
         tx.activate_key(key.id, expected=KeyState.GENERATED, usage_not_before=day_start(cert.effective_date),
                         usage_not_after=day_end(cert.expiration_date), max_signatures=None)
-        row = store_cv(tx, der, role=Role.DVCA, document_type=DocumentType(req.document_type), now=now, key_id=key.id,
+        row = store_cv(tx, der, role=Role.DVCA, document_type=doc, now=now, key_id=key.id,
                        issuer_certificate_id=issuer_row.id, organisation_id=caller.organisation_id,
                        request_id=request_id)
         tx.append_audit(at=now, action="cv.foreign_dv_installed", entity_type="certificate", entity_id=row.id,
@@ -837,11 +878,30 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
         return certificate_view(row)
 
 
-def register_foreign_cvca(services: Services, caller: Caller, organisation_id: int, der: bytes) -> dict[str, Any]:
+def document_type_of(value: DocumentType | str) -> DocumentType:
+    """`value` as a DocumentType, or a refusal naming the accepted values (callers outside
+    the HTTP schema, e.g. the demo bootstrap, pass plain strings)."""
+    try:
+        return DocumentType(value)
+    except ValueError:
+        accepted = ", ".join(d.value for d in DocumentType)
+        raise InvalidInput(f"unknown document type {value!r}: expected one of {accepted}",
+                           document_type=str(value)) from None
+
+
+def register_foreign_cvca(services: Services, caller: Caller, organisation_id: int, der: bytes,
+                          document_type: DocumentType | str = DocumentType.PASSPORT) -> dict[str, Any]:
     """Organisation setup for a foreign state: its CVCA (self-signed) or a link certificate
-    from a CVCA already registered for it, verified before it is trusted."""
+    from a CVCA already registered for it, verified before it is trusted.
+
+    `document_type` is the EAC hierarchy the CVCA serves: a state may run one CVCA for its
+    passports and another for its ID cards, and our DV requests abroad and the foreign DV
+    requests we certify must meet the CVCA of their own document type.  Passport by default,
+    as every CVCA was before the document type could be given.  A link certificate belongs
+    to the hierarchy of the CVCA it links from, so it must be registered for the same type."""
     if caller.party_type is not PartyType.PROVIDER:
         raise Forbidden("only the Provider registers foreign CVCAs")
+    doc = document_type_of(document_type)
     now = services.clock.now()
     try:
         cert = parse_cv_certificate(der)
@@ -856,17 +916,23 @@ def register_foreign_cvca(services: Services, caller: Caller, organisation_id: i
             if cert.is_self_signed:
                 trust_point(cert)
             else:
-                issuer_row = _registered_cvca(tx, state_id, cert.car)
+                issuer_row = _registered_cvca(tx, state_id, cert.car, doc)
                 up = cv_chain(tx, issuer_row)
                 verify_chain_at(up.trust, [*up.chain, cert], now.date())
                 issuer_id = issuer_row.id
         except CvcError as exc:
             raise InvalidInput(f"the CVCA certificate does not verify: {exc}") from None
-        doc = DocumentType.PASSPORT
+        known = tx.certificate_by_fingerprint(fingerprint(der))
+        if known is not None:
+            # certificates are unique by fingerprint: one CVCA certificate serves one document type here
+            raise Conflict(f"{cert.chr} is already registered for {_documents(DocumentType(known.document_type))}",
+                           chr=cert.chr, certificate_id=known.id,
+                           document_type=DocumentType(known.document_type).value)
         row = store_cv(tx, der, role=Role.CVCA, document_type=doc, now=now, issuer_certificate_id=issuer_id,
                        organisation_id=state_id, hierarchy=False)
         tx.append_audit(at=now, action="cv.foreign_cvca_registered", entity_type="certificate", entity_id=row.id,
-                        details={"chr": row.chr, "car": row.issuer, "organisation_id": state_id},
+                        details={"chr": row.chr, "car": row.issuer, "organisation_id": state_id,
+                                 "document_type": doc.value},
                         actor_organisation_id=caller.organisation_id, actor_operator_id=caller.operator_id)
         return certificate_view(row)
 

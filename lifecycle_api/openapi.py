@@ -142,9 +142,14 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                      "spec": "brainpoolP256r1", "chr": "VNISP000500001", "car": "VNDVPVN00004",
                      "cv_request": "fyGCAT1/TpIBL18pAQBCDFZORFZQVk4wMDAwNH9JggEVBgoEAH8ABwICAgID..."}},
     ("post", "/v1/organisations/{organisation_id}/cvca"): {
-        "request": {"der": B64_CV},
-        "response": {**CV_CERTIFICATE, "role": "cvca", "chr": "UTCVCA00001", "issuer": "UTCVCA00001",
-                     "subject": "UTCVCA00001"}},
+        "description": "Registers a foreign state's self-signed CVCA, or a link certificate from one of its CVCAs "
+                       "already registered (verified against it), for the EAC hierarchy named by `document_type` "
+                       "(`passport` when omitted).  A link certificate must be registered for the document type of "
+                       "the CVCA it links from.  DV requests abroad go to the state's newest CVCA of the request's "
+                       "document type; foreign DV requests must be authenticated by one of that type.",
+        "request": {"der": B64_CV, "document_type": "idcard"},
+        "response": {**CV_CERTIFICATE, "role": "cvca", "document_type": "idcard", "chr": "UTCVCA00001",
+                     "issuer": "UTCVCA00001", "subject": "UTCVCA00001"}},
     ("post", "/v1/cv/foreign-certificates"): {
         "request": {"request_id": REQ_ID, "der": B64_CV},
         "response": {**CV_CERTIFICATE, "issuer": "UTCVCA00001"}},

@@ -67,6 +67,13 @@ class IsKeyIn(BaseModel):
                             description="the DV to name as CAR (its CHR); default: our domestic DV valid now")
 
 
+class ForeignCvcaIn(DerIn):
+    document_type: DocumentType = Field(
+        default=DocumentType.PASSPORT,
+        description="the EAC hierarchy the foreign CVCA serves (a state may run one for passports and another "
+                    "for ID cards); a link certificate takes the type of the CVCA it links from")
+
+
 class ForeignCertificateIn(DerIn):
     request_id: str
 
@@ -112,9 +119,9 @@ def post_is_key(body: IsKeyIn, caller: IsCaller, services: ServicesDep) -> dict[
 
 @router.post("/organisations/{organisation_id}/cvca", status_code=status.HTTP_201_CREATED, tags=["organisations"],
              summary="Register a foreign state's CVCA or CVCA link certificate (Provider only)")
-def post_foreign_cvca(organisation_id: int, body: DerIn, caller: ProviderCaller,
+def post_foreign_cvca(organisation_id: int, body: ForeignCvcaIn, caller: ProviderCaller,
                       services: ServicesDep) -> dict[str, Any]:
-    return register_foreign_cvca(services, caller, organisation_id, body.data())
+    return register_foreign_cvca(services, caller, organisation_id, body.data(), body.document_type)
 
 
 @router.post("/cv/foreign-certificates", status_code=status.HTTP_201_CREATED, tags=["certificates"],
