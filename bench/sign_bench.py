@@ -20,10 +20,7 @@ template, counts settled before return) in three modes:
 and SODs/s through ``POST /v1/ds/passport/sod/batch`` on uvicorn (loopback, default service),
 posted by a client in its own process (as a personalisation line is).
 The machine is shared, so the modes are measured in interleaved rounds and the median of each
-is reported; the ratios are of those medians.  The pipeline's ratio is also given paired: in
-each round raw and pipeline alternate in short slices, each pipeline slice divided by the raw
-slice just before it, and the median of those ratios printed (noise on a shared VM comes and
-goes within seconds; a pair sees the same).  The raw rate is measured twice: with the other
+is reported; the ratios are of those medians.  The raw rate is measured twice: with the other
 CPU idle (the rate the targets are stated against) and while another process verifies ECDSA
 signatures on the other CPU, as the SOD worker does; where the CPUs are not independent (SMT
 siblings, shared caches of a VM's host) the second is lower: the pipeline's signing thread
@@ -200,8 +197,6 @@ def _run(box, clock, seconds: float, rounds: int, batch: int, successors: int) -
                       for i in items]}
     headers = {"Authorization": f"Bearer {line.token}"}
     handed_out = 0
-    pairs, slice_seconds = 6, 0.25
-    paired: list[float] = []  # pipeline rate / raw rate of the slice just before it
     rates: dict[str, list[float]] = {"raw": [], "worker": [], "inline": [], "off": [], "http": [], "beside": []}
     body_file = Path(tempfile.mkdtemp(prefix="icao-pki-signbench-body-")) / "body.json"
     body_file.write_text(json.dumps(body))
@@ -240,9 +235,6 @@ def _run(box, clock, seconds: float, rounds: int, batch: int, successors: int) -
         for _ in range(rounds):
             for name, fn in calls.items():
                 rates[name].append(_rate(fn, seconds))
-            for _ in range(pairs):  # raw and the pipeline in alternating short slices: the same noise
-                raw_rate = _rate(calls["raw"], slice_seconds)
-                paired.append(_rate(calls["worker"], slice_seconds) / raw_rate)
             rates["beside"].append(_beside_verifier(calls["raw"], seconds))
             rate, count = http_client_process(seconds)
             rates["http"].append(rate)
@@ -275,9 +267,6 @@ def _run(box, clock, seconds: float, rounds: int, batch: int, successors: int) -
           f"ratio {m['beside'] / m['raw']:.2f} of raw (the other CPU's work slowing this one's signatures)")
     print(f"in-process SODs/s, worker pipeline (default):     {m['worker']:7.0f} {spread('worker')}  "
           f"ratio {m['worker'] / m['raw']:.2f} of raw (target ≥ 0.90)")
-    print(f"the same, paired with raw in alternating {slice_seconds:g} s slices (median of {len(paired)} ratios): "
-          f"{statistics.median(paired):.2f} [{min(paired):.2f}..{max(paired):.2f}] of raw  (the machine's noise "
-          "changes within seconds; a pair sees the same)")
     print(f"in-process SODs/s, inline (one CPU's default):    {m['inline']:7.0f} {spread('inline')}  "
           f"ratio {m['inline'] / m['raw']:.2f} of raw")
     print(f"in-process SODs/s, inline, verify off (NOT safe): {m['off']:7.0f} {spread('off')}  "
