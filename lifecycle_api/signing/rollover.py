@@ -195,6 +195,23 @@ def _destruction_reason(role: Role, certified: bool) -> str:
     return "IS key retired, its certificate's validity over"
 
 
+def _destroy_in_hsm(keystore: KeyDestroyer, role: Role, key_id: int, label: str,
+                    reason: str) -> tuple[str, str | None] | None:
+    """The HSM step of a retired key's destruction: (outcome, the key's SPKI SHA-256 where the
+    HSM reports it), or None where the HSM refused — the row stays retired and the next run
+    tries again, so one key the HSM will not destroy does not hold up the others.  A key
+    already gone (a crash between the HSM and the database) is an outcome, not an error."""
+    try:
+        record = keystore.destroy(label, reason=reason)
+    except KeyNotFound:
+        return "already absent from the HSM", None
+    except KeyStoreError as exc:
+        log.warning("%s key %s (key %s) could not be destroyed: %s: %s", role.value.upper(), label, key_id,
+                    type(exc).__name__, exc)
+        return None
+    return "destroyed", record.get("spki_sha256") if isinstance(record, dict) else None
+
+
 def due_destructions(store: Store, clock: Clock) -> list[tuple[int, str, bool]]:
     """(key id, label, ever certified) of the retired DS keys due for destruction."""
     with store.transaction() as tx:
@@ -203,17 +220,17 @@ def due_destructions(store: Store, clock: Clock) -> list[tuple[int, str, bool]]:
 
 def destroy_retired(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[str]:
     """Destroy retired DS keys after their window; certificates stay published.  Idempotent:
-    a key already gone from the HSM (crash between the HSM and the database) is recorded."""
+    a key already gone from the HSM (crash between the HSM and the database) is recorded; a key
+    the HSM refuses to destroy stays retired for the next run (`_destroy_in_hsm`)."""
     retire_expired(store, clock)
     destroyed = []
     for key_id, label, certified in due_destructions(store, clock):
         now = clock.now()
         reason = _destruction_reason(Role.DS, certified)
-        try:
-            keystore.destroy(label, reason=reason)
-            outcome = "destroyed"
-        except KeyNotFound:
-            outcome = "already absent from the HSM"
+        done = _destroy_in_hsm(keystore, Role.DS, key_id, label, reason)
+        if done is None:
+            continue
+        outcome, _ = done
         with store.transaction() as tx:
             row = tx.key(key_id)
             tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
@@ -256,18 +273,11 @@ def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Cloc
     destroyed = []
     for key_id, label, holder, certified in due:
         now = clock.now()
-        spki_sha256 = None
         reason = _destruction_reason(Role.IS, certified)
-        try:
-            record = keystore.destroy(label, reason=reason)
-            outcome = "destroyed"
-            if isinstance(record, dict):
-                spki_sha256 = record.get("spki_sha256")
-        except KeyNotFound:
-            outcome = "already absent from the HSM"
-        except KeyStoreError as exc:  # the HSM refused: the row stays retired, the next run tries again
-            log.warning("IS key %s (key %s) could not be destroyed: %s: %s", label, key_id, type(exc).__name__, exc)
+        done = _destroy_in_hsm(keystore, Role.IS, key_id, label, reason)
+        if done is None:
             continue
+        outcome, spki_sha256 = done
         with store.transaction() as tx:
             certificates = [c.chr for c in tx.certificates(role=Role.IS, organisation_id=holder) if c.key_id == key_id]
             tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
@@ -296,17 +306,10 @@ def destroy_retired_cvca_keys(store: Store, keystore: KeyDestroyer, clock: Clock
     for key_id, label in due:
         now = clock.now()
         reason = _destruction_reason(Role.CVCA, True)
-        spki_sha256 = None
-        try:
-            record = keystore.destroy(label, reason=reason)
-            outcome = "destroyed"
-            if isinstance(record, dict):
-                spki_sha256 = record.get("spki_sha256")
-        except KeyNotFound:
-            outcome = "already absent from the HSM"
-        except KeyStoreError as exc:
-            log.warning("CVCA key %s (key %s) could not be destroyed: %s: %s", label, key_id, type(exc).__name__, exc)
+        done = _destroy_in_hsm(keystore, Role.CVCA, key_id, label, reason)
+        if done is None:
             continue
+        outcome, spki_sha256 = done
         with store.transaction() as tx:
             certificates = keyq.certificates_of_key(tx, key_id)
             valid_until = max((c.not_after for c in certificates), default=None)

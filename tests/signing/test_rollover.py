@@ -104,3 +104,30 @@ def test_retired_key_destroyed_after_its_window_certificate_stays_published(smal
         actions = [e.action for e in tx.audit_entries()]
         assert actions[-2:] == ["ds_key.retired", "ds_key.destroyed"]
         assert verify_chain(tx.audit_entries()).ok
+
+
+def test_a_key_the_hsm_refuses_to_destroy_stays_retired_and_the_others_go(small: SigningWorld) -> None:
+    """One DS key the HSM will not destroy does not hold up the others; it stays RETIRED (still
+    due) and goes on a later run, with its audit record then."""
+    from icao_pki.keystore import KeyStoreError
+
+    first = small.issuer.issue(DocumentType.PASSPORT)
+    _sign(small, 2)
+    second = small.issuer.issue(DocumentType.PASSPORT)
+    with small.store.transaction() as tx:
+        labels = {tx.key(k).hsm_label for k in (first, second)}
+        end = max(tx.key(k).usage_not_after for k in (first, second))  # type: ignore[type-var]
+    small.clock.set(end + timedelta(seconds=1))
+    stubborn = sorted(labels)[0]
+
+    class Refusing:
+        def destroy(self, label: str, *, reason: str) -> object:
+            if label == stubborn:
+                raise KeyStoreError("CKR_ACTION_PROHIBITED")
+            return small.keystore.destroy(label, reason=reason)
+
+    assert destroy_retired(small.store, Refusing(), small.clock) == sorted(labels - {stubborn})
+    with small.store.transaction() as tx:
+        states = {tx.key(k).hsm_label: tx.key(k).state for k in (first, second)}
+    assert states == {stubborn: KeyState.RETIRED, **{label: KeyState.DESTROYED for label in labels - {stubborn}}}
+    assert destroy_retired(small.store, small.keystore, small.clock) == [stubborn]
