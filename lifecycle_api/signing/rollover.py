@@ -279,7 +279,7 @@ def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Cloc
             continue
         outcome, spki_sha256 = done
         with store.transaction() as tx:
-            certificates = [c.chr for c in tx.certificates(role=Role.IS, organisation_id=holder) if c.key_id == key_id]
+            certificates = [c.chr for c in keyq.certificates_of_key(tx, key_id)]
             tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
             tx.append_audit(at=now, action="is_key.destroyed", entity_type="key", entity_id=key_id,
                             details={"label": label, "outcome": outcome, "reason": reason, "spki_sha256": spki_sha256,
