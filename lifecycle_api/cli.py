@@ -7,7 +7,7 @@ certificate, or its renewal authenticated by the current IS key), ``foreign-dv-r
 (our DV certified by a foreign CVCA), ``revoke`` (Art. 17 reasons), ``ceremony
 propose|approve`` (two Provider officers), plus ``submit`` (any request type),
 ``queue``, ``countersign``, ``reject``, ``act``, ``show``, ``list``, ``notices``,
-``certificates`` and ``certificate``.
+``certificates``, ``certificate`` and ``ds-keys`` (the exact count per DS key).
 
 The organisation's official-use key stays on its own PKCS#11 token (`--key-label`, opened
 through the configured key store); the certificate is a file.  Tables by default,
@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import typer
+from rich import box
 from rich.table import Column, Table
 
 from cvc.builders import build_authenticated_request, build_request
@@ -421,6 +422,42 @@ def list_certificates(url: str = UrlOption, token: str = TokenOption, organisati
     with reporting(*EXPECTED):
         rows = _client(url, token, organisation_id).certificates()
     _show_certificates(rows, as_json)
+
+
+@app.command("ds-keys")
+def ds_keys(
+    document_type: DocumentType = typer.Argument(..., help="passport or idcard."),
+    url: str = UrlOption, token: str = TokenOption, organisation_id: int = OrgOption, as_json: bool = JsonOption,
+) -> None:
+    """DS keys and their exact counts: documents signed, slots reserved but unused, what is left."""
+    with reporting(*EXPECTED):
+        report = _client(url, token, organisation_id).ds_keys(document_type.value)
+    if as_json:
+        print_json(report)
+        return
+    limits = {k["max_signatures"] for k in report["keys"]}
+    one_limit = len(limits) == 1 and None not in limits
+    title = f"DS keys, {report['document_type']}, at {report['at'][:19]}Z"
+    if one_limit:
+        title += f": {limits.pop():,} documents per key ({report['article']})"
+    columns = [Column("key", no_wrap=True), Column("state", min_width=9), Column("signed", justify="right", min_width=7),
+               Column("reserved", justify="right"),
+               *([] if one_limit else [Column("limit", justify="right", min_width=7)]),
+               Column("left", justify="right", min_width=7), Column("until", no_wrap=True)]  # the key id is in --json
+    table = Table(*columns, title=title, box=box.SIMPLE_HEAD)
+    for k in report["keys"]:
+        left = "-" if k["remaining"] is None else f"{k['remaining']:,}"
+        limit = [] if one_limit else ["-" if k["max_signatures"] is None else f"{k['max_signatures']:,}"]
+        mark = " *" if k["signing_now"] else ("" if k["within_limit"] else " !")
+        table.add_row(k["key_label"] + mark, k["state"], f"{k['signed']:,}", f"{k['reserved_unused']:,}",
+                      *limit, left, (k["usage_not_after"] or "")[:10])
+    out.print(table)
+    out.print("* signs now.  reserved: slots held by a running instance (given back when it stops) or wasted by a "
+              "crash; they count against the limit", markup=False)
+    if any(not k["within_limit"] for k in report["keys"]):
+        out.print("! over the limit", markup=False)
+    if not any(k["signing_now"] for k in report["keys"]):
+        out.print(f"no DS key can sign {report['document_type']} SODs now", markup=False)
 
 
 @app.command("certificate")

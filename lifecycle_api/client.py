@@ -207,6 +207,10 @@ class PartyClient:
     def certificate(self, certificate_id: int) -> dict[str, Any]:
         return self._call("GET", f"/v1/certificates/{certificate_id}")
 
+    def ds_keys(self, document_type: str) -> dict[str, Any]:
+        """Every DS key of the document type with its exact count (signed, reserved but unused)."""
+        return self._call("GET", f"/v1/ds/{document_type}/keys")
+
     # --- reading ---------------------------------------------------------------------------
 
     def request(self, request_id: str) -> dict[str, Any]:

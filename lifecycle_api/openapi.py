@@ -176,6 +176,17 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "request": {"items": [SOD_IN, SOD_IN]},
         "response": {"items": [SOD_OUT, {**SOD_OUT, "sod": "dzCCBQ8GCSqGSIb3DQEHAqCCBQAwggT8AgEDMQ8w..."}],
                      "refused": 0, "refused_detail": None}},
+    ("get", "/v1/ds/{document_type}/keys"): {
+        "summary": "Every DS key of the document type with its exact count: signed, reserved but unused, left",
+        "response": {"document_type": "passport", "article": "Art. 23.1b", "at": "2026-03-02T09:00:00Z", "keys": [
+            {"key_id": 7, "key_label": "passport-ds-00007", "state": "retired", "certificate_id": 41,
+             "signed": 100000, "reserved_unused": 0, "max_signatures": 100000, "remaining": 0,
+             "usage_not_before": "2025-11-20T08:00:00Z", "usage_not_after": "2026-02-20T08:00:00Z",
+             "within_limit": True, "signing_now": False},
+            {"key_id": 8, "key_label": "passport-ds-00008", "state": "active", "certificate_id": 44,
+             "signed": 61408, "reserved_unused": 512, "max_signatures": 100000, "remaining": 38080,
+             "usage_not_before": "2026-02-01T08:00:00Z", "usage_not_after": "2026-05-01T08:00:00Z",
+             "within_limit": True, "signing_now": True}]}},
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

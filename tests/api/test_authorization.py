@@ -47,6 +47,7 @@ MATRIX: list[tuple[str, str, frozenset[str] | None]] = [
     ("POST", "/v1/is/keys", frozenset({"agency", "is_operator"})),
     ("POST", "/v1/ds/{document_type}/sod", frozenset({"agency", "provider"})),
     ("POST", "/v1/ds/{document_type}/sod/batch", frozenset({"agency", "provider"})),
+    ("GET", "/v1/ds/{document_type}/keys", frozenset({"agency", "provider"})),
     ("POST", "/v1/organisations/{organisation_id}/cvca", frozenset({"provider"})),
     ("POST", "/v1/cv/foreign-certificates", frozenset({"provider"})),
     ("POST", "/v1/publication/master-list", frozenset({"provider"})),

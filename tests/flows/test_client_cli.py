@@ -88,6 +88,11 @@ def test_cli_ds_flow_and_revocation(client_cli: Cli) -> None:
     ds = parse_certificate(out.read_bytes())
     ds.verify_issued_by(parse_certificate(_cert(pki, pki.ceremonies["passport_csca"]["certificate_id"])))
     assert "ds" in c.table("agency", "certificates")
+    # the exact count per DS key: the new key signs now, nothing signed yet
+    (key,) = c.run("agency", "ds-keys", "passport")["keys"]
+    assert (key["key_label"], key["state"], key["signed"], key["signing_now"]) == (
+        submitted["payload"]["hsm_label"], "active", 0, True)
+    assert f"{key['key_label']} *" in c.table("agency", "ds-keys", "passport")
     # revocation, Art. 17 reason
     rev = c.run("agency", "revoke", str(result["certificate_id"]), "--reason", "key-compromise", signing=True)
     assert rev["payload"] == {"certificate_id": result["certificate_id"], "reason": "key-compromise"}
@@ -96,6 +101,9 @@ def test_cli_ds_flow_and_revocation(client_cli: Cli) -> None:
                      parse_certificate(_cert(pki, pki.ceremonies["passport_csca"]["certificate_id"])))
     assert crl.is_revoked(ds.serial_number) is not None
     assert c.run("agency", "certificate", str(result["certificate_id"]))["status"] == "revoked"
+    # its certificate revoked, the key can no longer be named in a SOD: the report says so
+    assert [k["signing_now"] for k in c.run("agency", "ds-keys", "passport")["keys"]] == [False]
+    assert "no DS key can sign passport SODs now" in c.table("agency", "ds-keys", "passport")
     # a reason the decree does not allow here: one line, exit 2, naming the article
     r = c.run("agency", "revoke", str(result["certificate_id"]), "--reason", "position-changed", signing=True, code=2)
     assert "Art. 17.2b" in r.stderr and len(r.stderr.strip().splitlines()) == 1

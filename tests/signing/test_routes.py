@@ -12,7 +12,7 @@ from icao_pki.keystore import KeyStore
 from icao_pki.pa import verify_pa
 from icao_pki.policy import DocumentType
 from lifecycle_api.signing import DsSigningService, usage_report
-from lifecycle_api.signing.routes import SodBatchOut, SodOut, mount_signing
+from lifecycle_api.signing.routes import DsKeysOut, SodBatchOut, SodOut, mount_signing
 from lifecycle_api.signing.successor import DirectDsIssuer
 from tests.api.world import World
 from tests.signing.support import data_groups, make_csca
@@ -139,3 +139,66 @@ def test_batch_past_the_budget_returns_the_counted_sods(sqlite_world: World, key
     assert "Art. 23.1b" in r.json()["refused_detail"]
     service.close()
     assert [u.signed for u in usage_report(sqlite_world.store)] == [3]
+
+
+def test_key_usage_report_is_exact_and_names_the_signing_key(api) -> None:  # type: ignore[no-untyped-def]
+    from icao_pki.policy import DEFAULT_POLICY, Role
+
+    world, service, _ = api
+    items = [{"data_groups": _b64(data_groups(i))} for i in range(5)]
+    assert world.client.post("/v1/ds/passport/sod/batch", json={"items": items},
+                             headers=world["agency"].headers).status_code == 200
+    r = world.client.get("/v1/ds/passport/keys", headers=world["agency"].headers)
+    assert r.status_code == 200, r.text
+    report = DsKeysOut.model_validate(r.json())
+    assert report.article == DEFAULT_POLICY.limit(DocumentType.PASSPORT, Role.DS).article
+    (key,) = report.keys
+    held = service._leases[DocumentType.PASSPORT].reserved
+    assert held > 0  # the running service holds the rest of its block
+    assert (key.signed, key.reserved_unused, key.state, key.signing_now) == (5, held, "active", True)
+    assert key.remaining == key.max_signatures - 5 - held and key.within_limit
+    service.close()  # gives the held slots back: the count is then exactly what was signed
+    (key,) = world.client.get("/v1/ds/passport/keys", headers=world["provider"].headers).json()["keys"]
+    assert (key["signed"], key["reserved_unused"], key["remaining"]) == (5, 0, key["max_signatures"] - 5)
+    assert [(u.signed, u.reserved_unused) for u in usage_report(world.store)] == [(5, 0)]
+
+
+def test_key_usage_report_follows_the_switch_to_the_successor(sqlite_world: World, keystore: KeyStore) -> None:
+    from icao_pki.policy import Policy
+
+    small = Policy.with_overrides({"passport.ds": {"max_signatures": 3}})
+    label, csca = make_csca(keystore, sqlite_world.clock.now())
+    issuer = DirectDsIssuer(sqlite_world.store, keystore, sqlite_world.clock, label, csca, policy=small)
+    first, second = issuer.issue("passport"), issuer.issue("passport")
+    service = DsSigningService(sqlite_world.store, keystore, sqlite_world.clock, small, block_size=2)
+    mount_signing(sqlite_world.client.app, service)  # type: ignore[arg-type]
+    headers = sqlite_world["agency"].headers
+
+    def report() -> dict[int, dict]:  # type: ignore[type-arg]
+        r = sqlite_world.client.get("/v1/ds/passport/keys", headers=headers)
+        assert r.status_code == 200, r.text
+        return {k["key_id"]: k for k in r.json()["keys"]}
+
+    assert [k["signing_now"] for k in report().values()] == [True, False]  # oldest first
+    items = [{"data_groups": _b64(data_groups(i))} for i in range(4)]
+    assert len(sqlite_world.client.post("/v1/ds/passport/sod/batch", json={"items": items},
+                                        headers=headers).json()["items"]) == 4
+    service.close()
+    keys = report()
+    assert (keys[first]["signed"], keys[first]["remaining"], keys[first]["state"]) == (3, 0, "retired")
+    assert (keys[second]["signed"], keys[second]["remaining"]) == (1, 2)
+    assert (keys[first]["signing_now"], keys[second]["signing_now"]) == (False, True)
+
+
+@pytest.mark.parametrize(("party", "document_type", "status"), [
+    ("coyeu", "passport", 403), ("foreign", "passport", 403), ("is_operator", "passport", 403),
+    ("idcard_agency", "passport", 403), ("agency", "ePassport", 422), ("provider", "idcard", 200),
+])
+def test_key_usage_report_readers(api, party: str, document_type: str, status: int) -> None:  # type: ignore[no-untyped-def]
+    world, _, _ = api
+    r = world.client.get(f"/v1/ds/{document_type}/keys", headers=world[party].headers)
+    assert r.status_code == status, r.text
+    if status != 200:
+        assert r.headers["content-type"].startswith("application/problem+json")
+    else:
+        assert r.json()["keys"] == []  # no ID-card DS key in this world
