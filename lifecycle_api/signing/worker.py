@@ -28,11 +28,13 @@ the token, whose keys never leave it).  If it dies, hangs or answers out of orde
 fails closed (`WorkerUnavailable`) and the next batch starts a new one; a share it held then
 stays reserved, as a crash leaves slots: wasted, never exceeding.
 
-No threads on the service's side: python-pkcs11 keeps the GIL through C_Sign, so a reader
-thread would get it only at the interpreter's switch interval (5 ms) and the worker would stall
-on a full socket while the service stalls on its next send.  The service's socket is
-non-blocking instead: every send drains what the worker has answered when it cannot write, and
-the signing loop drains between signatures (`poll`), so neither side can block the other.
+A process, not a thread: python-pkcs11 (0.10) releases the GIL in C_Sign and `cryptography` in
+a verification, so verifying could run in a thread; but the worker's share of the signatures is
+made while the service signs, and python-pkcs11 initialises the module without locking
+(C_Initialize(NULL)), so two threads of one process may not be in it at once
+(`icao_pki.keystore`): in one process the share would wait for the service's signatures.  No reader thread on the service's side either: its socket is
+non-blocking, every send drains what the worker has answered when it cannot write, and the
+signing loop drains between signatures (`poll`), so neither side can block the other.
 Messages are length-prefixed pickles.
 
 Protocol (pickled tuples over a socket pair, in order):
