@@ -23,8 +23,11 @@ Request types (payload fields; every binary value base64):
   document type; the Provider issues a foreign-DV certificate (role 01) from our CVCA.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
   generates our DV key and its CV request to that state's newest CVCA of the request's
-  document type (outer-signed by our CVCA when it is the first request to that hierarchy)
-  and returns it for export; the foreign certificate comes back through
+  document type, always outer-signed: by our newest DV certificate from that hierarchy that
+  is valid now and whose key can sign (successive request; the scheduler's renewals abroad),
+  else by our CVCA (initial request: the first one, or after every earlier certificate
+  expired).  The result names the outer CAR (``authenticated_by``) and ``successive``; the
+  request is returned for export and the foreign certificate comes back through
   `POST /v1/cv/foreign-certificates` (`import_foreign_dv_certificate`).
 * ``revocation`` (Agency, IS operator): see `revocation.py`.
 
@@ -53,17 +56,27 @@ from cvc.validation import check_chain_at, order_chain, trust_point, verify_chai
 from icao_pki.certificate import build_ds_certificate, parse_certificate
 from icao_pki.keystore import KEY_SPECS, KeyNotFound, KeyStoreError
 from icao_pki.names import DistinguishedName
-from icao_pki.policy import CertificateFormat, DocumentType, Policy, Role, Window, add_months, cv_max_expiration
+from icao_pki.policy import (
+    CertificateFormat,
+    DocumentType,
+    Policy,
+    PolicyViolation,
+    Role,
+    Window,
+    add_months,
+    cv_max_expiration,
+)
 from icao_pki.signature import load_spki
 
 from .auth import Caller
-from .authority import CaKey, GeneratedKey, Signed
+from .authority import Authority, AuthorityError, CaKey, GeneratedKey, Signed
 from .ceremonies import crl_url, dv_chr
 from .csr import build_csr, parse_and_verify_csr
 from .deadlines import DeadlineRule
 from .errors import Conflict, Forbidden, InternalFailure, InvalidInput, NotFound, ServiceUnavailable
 from .handlers import ActContext, HandlerRegistry, PrepareContext, RequestHandler
 from .hierarchy import (
+    CvChain,
     authority_of,
     certificate_view,
     current_ca,
@@ -747,10 +760,65 @@ def validate_dv_abroad(payload: Mapping[str, Any], document_type: DocumentType |
 class _PreparedAbroad:
     key: GeneratedKey
     request: Signed
-    outer: Signed | None
+    outer: Signed
     chr: str
     foreign_cvca_chr: str
     state_id: int
+    #: the outer CAR: our DV certificate from that state (successive) or our CVCA (initial)
+    authenticated_by: str
+    successive: bool
+
+
+@dataclass(frozen=True)
+class _OuterSigner:
+    """The key that outer-signs a request, the CAR it goes by, and how to check its signature.
+
+    `public_key` is the certificate's key on the domain parameters it is verified with: a DV
+    certificate carries none and inherits them from the CVCA above it (TR-03110-3 A.7.4.2)."""
+
+    ca: CaKey
+    car: str
+    public_key: Any
+    algorithm: Any
+    successive: bool
+
+
+def _issuing_curve(chain: CvChain) -> Any:
+    """The domain parameters a certificate below `chain` inherits: those of the nearest CVCA
+    above it that carries them (None for RSA)."""
+    curves = [c.public_key.curve for c in [chain.trust, *chain.chain]
+              if c.role is ChatRole.CVCA and c.public_key.curve is not None]
+    return curves[-1] if curves else None
+
+
+def _current_dv_abroad(tx: StoreTx, authority: Authority, issuer_ids: set[int], doc: DocumentType,
+                       now: datetime) -> _OuterSigner | None:
+    """Our newest DV certificate from these foreign CVCAs that can still outer-sign now.
+
+    Why: TR-03110-3 C.2.6 and TR-03139 Table 2 make the outer signature of a *successive*
+    request mandatory, made with the DV's still-valid certificate from that foreign CVCA; the
+    foreign CVCA checks it against the certificate it issued.  A certificate counts only when
+    it is active and valid now and its key is active, inside its usage window, and held by
+    the HSM as the key of that certificate — a key that cannot sign does not make the request
+    successive."""
+    rows = [r for r in tx.certificates(role=Role.DVCA, document_type=doc, certificate_format=CertificateFormat.CV,
+                                       statuses=[CertificateStatus.ACTIVE])
+            if r.issuer_certificate_id in issuer_ids and r.key_id is not None
+            and r.not_before <= now <= r.not_after]
+    for row in sorted(rows, key=lambda r: (r.not_before, r.id), reverse=True):
+        assert row.key_id is not None
+        if tx.key(row.key_id).state is not KeyState.ACTIVE:
+            continue
+        curve = _issuing_curve(cv_chain(tx, row))
+        try:
+            dv = authority.load_ca(tx, row, inherited_curve=curve)
+            authority.check_key(tx, dv, now)
+        except (AuthorityError, PolicyViolation):
+            continue
+        assert dv.cv is not None
+        return _OuterSigner(dv, dv.cv.chr, dv.cv.public_key.public_key(curve), dv.cv.public_key.algorithm,
+                            successive=True)
+    return None
 
 
 def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
@@ -758,8 +826,13 @@ def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
 
     The CAR is the state's newest CVCA registered for that document type and valid now: a DV
     for our ID-card inspection systems must be certified in the state's ID-card hierarchy,
-    never its passport one, so a state with no such CVCA is refused, naming the type.  "First
-    request" (outer-signed by our CVCA) is judged within that hierarchy too."""
+    never its passport one, so a state with no such CVCA is refused, naming the type.
+
+    Every request is outer-signed (TR-03139 Table 2): while we hold a DV certificate from that
+    hierarchy that is valid now and whose key can sign, the request is *successive* and that
+    DV key signs it (outer CAR = its CHR) — the scheduler's renewals abroad go this way;
+    otherwise (the first request, or every earlier certificate expired) it is *initial* again
+    and our CVCA signs it, as the domestic CVCA vouches for a DV it does not know yet."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
@@ -774,9 +847,12 @@ def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
             raise InvalidInput(f"{state.name} has no registered CVCA for {_documents(doc)} valid now",
                                document_type=doc.value)
         foreign_cvca = max(cvcas, key=lambda r: (r.not_before, r.id))
-        first = not any(r.issuer_certificate_id in {c.id for c in registered}
-                        for r in tx.certificates(role=Role.DVCA, document_type=doc))
-        _, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV) if first else (None, None)
+        outer_signer = _current_dv_abroad(tx, authority, {r.id for r in registered}, doc, now)
+        if outer_signer is None:
+            _, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV)
+            assert cvca.cv is not None
+            tp = trust_point(cvca.cv)
+            outer_signer = _OuterSigner(cvca, cvca.cv.chr, tp.public_key, tp.algorithm, successive=False)
         country = state.country.upper()
         curve_of_foreign = parse_cv_certificate(foreign_cvca.der).public_key.curve
     spec = curve_of_foreign.name if curve_of_foreign is not None else "rsa2048"
@@ -786,26 +862,24 @@ def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
         inner = authority.sign(key.signer, key.label, lambda s: build_request(s, chr=chr, car=foreign_cvca.chr),
                                lambda der: _ok(verify_request(parse_request(der))), purpose="DV request abroad",
                                request_id=req.id)
-        outer = None
-        if first:
-            assert cvca is not None and cvca.cv is not None
-            ours: CaKey = cvca
-            outer = authority.sign(
-                ours.signer, ours.label,
-                lambda s: build_authenticated_request(inner.der, s, outer_car=ours.cv.chr),  # type: ignore[union-attr]
-                lambda der: _verify_outer(der, ours), purpose="DV request abroad (outer, our CVCA)",
-                request_id=req.id)
-        return _PreparedAbroad(key, inner, outer, chr, foreign_cvca.chr, state_id)
+        o = outer_signer
+        by = f"our DV {o.car}" if o.successive else f"our CVCA {o.car}"
+        outer = authority.sign(
+            o.ca.signer, o.ca.label,
+            lambda s: build_authenticated_request(inner.der, s, outer_car=o.car, outer_algorithm=o.algorithm),
+            lambda der: _verify_outer(der, o), purpose=f"DV request abroad (outer, {by})",
+            request_id=req.id, details={"outer_car": o.car, "successive": o.successive})
+        return _PreparedAbroad(key, inner, outer, chr, foreign_cvca.chr, state_id, o.car, o.successive)
     except Exception as exc:
         authority.discard(key, f"request {req.id} failed: {exc}")
         raise
 
 
-def _verify_outer(der: bytes, cvca: CaKey) -> None:
+def _verify_outer(der: bytes, signer: _OuterSigner) -> None:
     request = parse_request(der)
-    assert isinstance(request, AuthenticatedRequest) and cvca.cv is not None
-    tp = trust_point(cvca.cv)
-    request.verify_outer_signature(tp.public_key, tp.algorithm)
+    if not isinstance(request, AuthenticatedRequest) or request.outer_car != signer.car:
+        raise InternalFailure(f"the DV request abroad did not come out authenticated by {signer.car}")
+    request.verify_outer_signature(signer.public_key, signer.algorithm)
 
 
 def act_dv_abroad(ctx: ActContext) -> dict[str, Any]:
@@ -814,10 +888,10 @@ def act_dv_abroad(ctx: ActContext) -> dict[str, Any]:
     doc = DocumentType(ctx.request.document_type)
     row = ctx.tx.add_key(hsm_label=p.key.label, role=Role.DVCA, document_type=doc, algorithm=p.key.spec,
                          now=ctx.now, organisation_id=ctx.caller.organisation_id, state=KeyState.GENERATED)
-    for op in (p.key.operation_id, p.request.operation_id, *( [p.outer.operation_id] if p.outer else [])):
+    for op in (p.key.operation_id, p.request.operation_id, p.outer.operation_id):
         authority.commit(ctx.tx, op)
-    exported = p.outer.der if p.outer else p.request.der
-    return {"cv_request": b64(exported), "chr": p.chr, "car": p.foreign_cvca_chr, "authenticated": p.outer is not None,
+    return {"cv_request": b64(p.outer.der), "chr": p.chr, "car": p.foreign_cvca_chr, "authenticated": True,
+            "authenticated_by": p.authenticated_by, "successive": p.successive,
             "key_id": row.id, "hsm_label": p.key.label, "foreign_state_organisation_id": p.state_id}
 
 
