@@ -19,8 +19,11 @@ Request types (payload fields; every binary value base64):
   renewal by `signing.is_renewal`), issuing the certificate activates that key and links the
   certificate to it, so the schedules can renew it and later destroy it.
 * ``foreign_dv_certificate`` (Agency): ``{"cv_request", "foreign_state_organisation_id"}`` —
-  a foreign DV's request, authenticated by that state's CVCA registered for the request's
-  document type; the Provider issues a foreign-DV certificate (role 01) from our CVCA.
+  a foreign DV's request, authenticated (TR-03139 Table 2) by that state's CVCA registered
+  for the request's document type (initial request) or by the DV's still-valid certificate
+  that our CVCA issued to that state (successive request: same country code and holder
+  mnemonic, new sequence number); the Provider issues a foreign-DV certificate (role 01)
+  from our CVCA.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
   generates our DV key and its CV request to that state's newest CVCA of the request's
   document type, always outer-signed: by our newest DV certificate from that hierarchy that
@@ -657,7 +660,8 @@ def destroy_rejected_is_key(services: Services, req: Any) -> None:
 def validate_foreign_dv(payload: Mapping[str, Any], document_type: DocumentType | None, policy: Policy) -> None:
     request = _cv_request(payload)
     if not isinstance(request, AuthenticatedRequest):
-        raise InvalidInput("a foreign DV request must be authenticated by its state's CVCA")
+        raise InvalidInput("a foreign DV request must be authenticated: by its state's CVCA (initial request) "
+                           "or by the DV's current certificate from us (successive request)")
     if not isinstance(payload.get("foreign_state_organisation_id"), int):
         raise InvalidInput("payload.foreign_state_organisation_id is required")
     assert document_type is not None
@@ -699,13 +703,127 @@ def _registered_cvca(tx: StoreTx, state_id: int, chr: str, document_type: Docume
     raise InvalidInput(f"{chr} is not a registered CVCA of that state", chr=chr)
 
 
-def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
-    """A foreign DV's request, authenticated by its state's CVCA registered for the request's
-    document type, certified by our CVCA of that type.
+@dataclass(frozen=True)
+class _ForeignDvOuterKey:
+    """The key a foreign DV request's outer signature is checked with."""
 
-    The foreign DV lives in its state's hierarchy for that document type (a passport DV under
-    the state's passport CVCA), so an outer signature by the state's CVCA of the other
-    document type does not vouch for it and is refused by name."""
+    public_key: Any
+    algorithm: Any
+    successive: bool
+
+
+def _outer_by_state_cvca(tx: StoreTx, state_id: int, request: AuthenticatedRequest, doc: DocumentType,
+                         today: date) -> _ForeignDvOuterKey:
+    """Initial request: outer-signed by the state's CVCA registered for `doc` (through its links)."""
+    outer_row = _registered_cvca(tx, state_id, request.outer_car, doc)
+    outer_chain = cv_chain(tx, outer_row)
+    if not outer_chain.chain:
+        tp = trust_point(outer_chain.trust)
+        return _ForeignDvOuterKey(tp.public_key, tp.algorithm, successive=False)
+    report = check_chain_at(outer_chain.trust, outer_chain.chain, today)
+    if report.findings:
+        raise InvalidInput(f"the foreign CVCA chain to {request.outer_car} is not valid today",
+                           findings=[f.message for f in report.findings])
+    last = outer_chain.chain[-1]
+    return _ForeignDvOuterKey(last.public_key.public_key(outer_chain.trust.public_key.curve),
+                              last.public_key.algorithm, successive=False)
+
+
+def _same_holder(new_chr: str, current_chr: str) -> bool:
+    """Same country code and holder mnemonic: only the sequence number of a CHR may change."""
+    try:
+        new, current = HolderReference.parse(new_chr), HolderReference.parse(current_chr)
+    except CvcError:
+        return False
+    return (new.country, new.mnemonic) == (current.country, current.mnemonic)
+
+
+def _outer_by_current_dv(tx: StoreTx, state_id: int, request: AuthenticatedRequest, doc: DocumentType,
+                         now: datetime) -> _ForeignDvOuterKey | None:
+    """Successive request: outer-signed by the DV's still-valid certificate that our CVCA issued
+    to that state (TR-03110-3 C.2.6, TR-03139 Table 2); None when we issued no DV certificate
+    with that CHR at all.
+
+    Why each refusal: a certificate of another state, of the other document type, revoked or
+    expired no longer (or never) speaks for this DV; and a DV may only renew itself — the new
+    CHR keeps the country code and holder mnemonic of the certificate that authenticates it,
+    so DV B cannot vouch for a key of DV A."""
+    car = request.outer_car
+    issued = [row for row in tx.session.scalars(
+        select(Certificate).where(Certificate.chr == car, Certificate.role == Role.DVCA,
+                                  Certificate.certificate_format == CertificateFormat.CV)
+        .order_by(Certificate.id)
+    ).all() if row.issuer_certificate_id is not None and _issued_by_our_cvca(tx, row)]  # fmt: skip
+    if not issued:
+        return None
+    state = tx.organisation(state_id)
+    mine = [row for row in issued if row.organisation_id == state_id]
+    if not mine:
+        holder = issued[-1].organisation_id
+        holder_name = tx.organisation(holder).name if holder is not None else "no organisation"
+        raise InvalidInput(f"outer CAR {car} is a DV certificate we issued to {holder_name}, not to {state.name}; "
+                           "a successive request is authenticated by the DV's own certificate", outer_car=car)
+    row = mine[-1]
+    issued_for = DocumentType(row.document_type)
+    if issued_for is not doc:
+        raise InvalidInput(f"outer CAR {car} is a DV certificate for {_documents(issued_for)}, "
+                           f"not for {_documents(doc)}", outer_car=car, document_type=doc.value)
+    if row.status is CertificateStatus.REVOKED:
+        raise InvalidInput(f"the DV certificate {car} that authenticates the request is revoked; "
+                           "a successive request needs the DV's still-valid certificate", outer_car=car)
+    if row.status is not CertificateStatus.ACTIVE or not (row.not_before <= now <= row.not_after):
+        raise InvalidInput(f"the DV certificate {car} that authenticates the request is not valid now "
+                           f"({row.not_before:%Y-%m-%d} – {row.not_after:%Y-%m-%d}); when it has expired, "
+                           "the request must be an initial one, authenticated by the state's CVCA", outer_car=car)
+    if not _same_holder(request.chr, car):
+        raise InvalidInput(f"the request for {request.chr} is authenticated by {car}, a DV certificate of "
+                           "another holder: a successive request keeps the country code and holder mnemonic "
+                           "of the certificate that authenticates it", chr=request.chr, outer_car=car)
+    if request.chr == car:
+        raise InvalidInput(f"the request reuses the CHR {car} of the certificate that authenticates it; "
+                           "a new key needs a new sequence number", chr=request.chr)
+    chain = cv_chain(tx, row)
+    report = check_chain_at(chain.trust, chain.chain, now.date())
+    if report.findings:
+        raise InvalidInput(f"the DV certificate {car} that authenticates the request is not valid today",
+                           findings=[f.message for f in report.findings], outer_car=car)
+    current = chain.chain[-1]
+    return _ForeignDvOuterKey(current.public_key.public_key(_issuing_curve(chain)), current.public_key.algorithm,
+                              successive=True)
+
+
+def _issued_by_our_cvca(tx: StoreTx, row: Certificate) -> bool:
+    assert row.issuer_certificate_id is not None
+    issuer = tx.certificate(row.issuer_certificate_id)
+    return issuer.role is Role.CVCA and issuer.key_id is not None
+
+
+def _foreign_dv_outer_key(tx: StoreTx, state_id: int, request: AuthenticatedRequest, doc: DocumentType,
+                          now: datetime) -> _ForeignDvOuterKey:
+    """Whose outer signature a foreign DV request carries: the state's CVCA (initial request)
+    or the DV's current certificate from us (successive); anything else is refused, naming both."""
+    car = request.outer_car
+    state_cvcas = [row for row in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+                                                  certificate_format=CertificateFormat.CV) if row.chr == car]
+    if state_cvcas:
+        return _outer_by_state_cvca(tx, state_id, request, doc, now.date())
+    found = _outer_by_current_dv(tx, state_id, request, doc, now)
+    if found is not None:
+        return found
+    state = tx.organisation(state_id)
+    raise InvalidInput(f"outer CAR {car} is neither a CVCA of {state.name} registered for {_documents(doc)} "
+                       "(initial request) nor a DV certificate our CVCA issued to it (successive request)",
+                       outer_car=car, document_type=doc.value)
+
+
+def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
+    """A foreign DV's request, certified by our CVCA of the request's document type.
+
+    TR-03139 Table 2: an initial request is authenticated by the state's CVCA registered for
+    that document type; a successive one by the DV's still-valid certificate that our CVCA
+    issued to it (`_outer_by_current_dv`).  The foreign DV lives in its state's hierarchy for
+    that document type (a passport DV under the state's passport CVCA), so an outer signature
+    by the state's CVCA of the other document type does not vouch for it and is refused by name."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
@@ -714,22 +832,11 @@ def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
     today = now.date()
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
-        outer_row = _registered_cvca(tx, state_id, request.outer_car, doc)
-        outer_chain = cv_chain(tx, outer_row)
+        outer_key = _foreign_dv_outer_key(tx, state_id, request, doc, now)
         cvca_row, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV,
                                     organisation_id=None)
-    report = check_chain_at(outer_chain.trust, outer_chain.chain, today) if outer_chain.chain else None
-    outer_key = trust_point(outer_chain.trust) if report is None else None
     try:
-        if report is not None:
-            if report.findings:
-                raise InvalidInput(f"the foreign CVCA chain to {request.outer_car} is not valid today")
-            last = outer_chain.chain[-1]
-            key = last.public_key.public_key(outer_chain.trust.public_key.curve)
-            request.verify_outer_signature(key, last.public_key.algorithm)
-        else:
-            assert outer_key is not None
-            request.verify_outer_signature(outer_key.public_key, outer_key.algorithm)
+        request.verify_outer_signature(outer_key.public_key, outer_key.algorithm)
         verify_request(request)
     except CvcError as exc:
         raise InvalidInput(f"the foreign DV request does not verify: {exc}") from None

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from cvc.builders import build_dv_certificate
-from cvc.certificate import AuthenticatedRequest, CvCertificate, parse_request
+from cvc.builders import build_authenticated_request, build_cvca_certificate, build_dv_certificate, build_request
+from cvc.certificate import AuthenticatedRequest, ChatRole, CvCertificate, parse_request
 from cvc.certificate import parse_certificate as parse_cv
 from cvc.errors import CvcError
-from cvc.validation import trust_point
-from icao_pki.policy import DocumentType, Role
+from cvc.validation import trust_point, verify_chain_at
+from icao_pki.policy import DocumentType, Role, cv_max_expiration
 from icao_pki.signer import Signer
-from lifecycle_api.store import KeyState, OperatorKind
+from lifecycle_api.store import CertificateStatus, KeyState, OperatorKind
 from schedules import decisions
 from schedules.actors import FlowRenewals
 from tests.flows.pki import PkiWorld, b64, unb64
@@ -200,3 +200,135 @@ def test_scheduled_renewal_abroad_is_outer_signed_by_the_dv_due(pki_sqlite: PkiW
     assert renewal["successive"] is True and renewal["authenticated_by"] == first["result"]["chr"]
     request = parse_request(unb64(renewal["cv_request"]))
     assert isinstance(request, AuthenticatedRequest) and request.outer_car == first["result"]["chr"]
+
+
+# --- foreign DV requests to us -------------------------------------------------------------------
+
+
+def _dv_key(pki: PkiWorld) -> Signer:
+    label = str(pki.keystore.next_label("uto", "dv"))
+    return pki.keystore.generate_key(label, "brainpoolP256r1")
+
+
+def _payload(request: bytes, state: int, validity_days: int | None = None) -> dict[str, Any]:
+    extra = {"validity_days": validity_days} if validity_days is not None else {}
+    return {"cv_request": b64(request), "foreign_state_organisation_id": state, **extra}
+
+
+def _initial_foreign_dv(pki: PkiWorld, chr: str, *, state: int | None = None, cvca: tuple[Signer, str] | None = None,
+                        validity_days: int | None = None) -> tuple[Signer, dict[str, Any]]:
+    """A foreign DV certified by our CVCA on its state's CVCA's word (default: Utopia's)."""
+    signer = _dv_key(pki)
+    outer_signer, outer_car = cvca or (pki.keystore.signer(pki.uto_cvca_label), pki.uto_cvca_chr)
+    inner = build_request(signer, chr=chr, car=_our_cvca(pki).chr)
+    request = build_authenticated_request(inner, outer_signer, outer_car=outer_car)
+    payload = _payload(request, state or pki.world["foreign"].organisation_id, validity_days)
+    return signer, pki.flow("agency", "foreign_dv_certificate", "passport", payload)["result"]
+
+
+def _successive(pki: PkiWorld, chr: str, current: Signer, current_chr: str, state: int | None = None) -> dict:
+    inner = build_request(_dv_key(pki), chr=chr, car=_our_cvca(pki).chr)
+    request = build_authenticated_request(inner, current, outer_car=current_chr)
+    return _payload(request, state or pki.world["foreign"].organisation_id)
+
+
+def test_foreign_dv_successive_request_authenticated_by_its_valid_certificate(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    ours = _our_cvca(pki)
+    current, _ = _initial_foreign_dv(pki, "UTDVVN00001")
+    _later(pki, 30)
+    payload = _successive(pki, "UTDVVN00002", current, "UTDVVN00001")
+    result = pki.flow("agency", "foreign_dv_certificate", "passport", payload)["result"]
+    dv = parse_cv(unb64(result["der"]))
+    assert dv.chr == "UTDVVN00002" and dv.car == ours.chr and dv.role is ChatRole.DV_FOREIGN
+    assert verify_chain_at(ours, [dv], pki.world.clock.now().date()).valid
+    # the state's CVCA still vouches for an initial request
+    _initial_foreign_dv(pki, "UTDVVN00003")
+    # a forged successive request: the outer CAR names the DV, another key signed it
+    forged = _successive(pki, "UTDVVN00004", _dv_key(pki), "UTDVVN00001")
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", forged)
+    assert detail.startswith("the foreign DV request does not verify") and "outer" in detail
+
+
+def test_foreign_dv_successive_refused_when_the_certificate_expired(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    current, first = _initial_foreign_dv(pki, "UTDVVN00001", validity_days=10)
+    with pki.world.store.transaction() as tx:
+        not_after = tx.certificate(first["certificate_id"]).not_after
+    pki.world.clock.set(not_after + timedelta(seconds=1))
+    pki.world.import_crls()
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", current, "UTDVVN00001"))
+    assert detail.startswith("the DV certificate UTDVVN00001 that authenticates the request is not valid now")
+    assert "must be an initial one, authenticated by the state's CVCA" in detail
+    # as an initial request again, on the state's CVCA's word, it is certified
+    _initial_foreign_dv(pki, "UTDVVN00002")
+
+
+def test_foreign_dv_successive_refused_when_the_certificate_is_revoked(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    current, first = _initial_foreign_dv(pki, "UTDVVN00001")
+    with pki.world.store.transaction() as tx:
+        tx.set_certificate_status(first["certificate_id"], CertificateStatus.ACTIVE, CertificateStatus.REVOKED)
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", current, "UTDVVN00001"))
+    assert detail.startswith("the DV certificate UTDVVN00001 that authenticates the request is revoked")
+
+
+def test_foreign_dv_successive_refused_for_another_holder_mnemonic(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    current, _ = _initial_foreign_dv(pki, "UTDVVN00001")
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVXX00002", current, "UTDVVN00001"))
+    assert detail.startswith("the request for UTDVXX00002 is authenticated by UTDVVN00001, a DV certificate of "
+                             "another holder")
+    # another country code with the same mnemonic is another holder too
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "ERDVVN00002", current, "UTDVVN00001"))
+    assert "a DV certificate of another holder" in detail
+
+
+def _erewhon(pki: PkiWorld) -> tuple[int, Signer, str]:
+    """A second foreign state with its own passport CVCA, registered."""
+    r = pki.client.post("/v1/organisations", json={"name": "Erewhon CVCA", "party_type": "foreign_state",
+                                                   "country": "ERE"}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    state = r.json()["id"]
+    label = str(pki.keystore.next_label("ere", "cvca"))
+    signer = pki.keystore.generate_key(label, "brainpoolP256r1")
+    chr = f"ERCVCA{int(label[-5:]):05d}"
+    today = pki.world.clock.now().date()
+    der = build_cvca_certificate(signer, chr=chr, effective_date=today, expiration_date=cv_max_expiration(today, 36),
+                                 document_type="passport")
+    r = pki.client.post(f"/v1/organisations/{state}/cvca", json={"der": b64(der)}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    return state, signer, chr
+
+
+def test_foreign_dv_successive_refused_with_a_certificate_of_another_state(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    erewhon, ere_signer, ere_chr = _erewhon(pki)
+    ere_dv, _ = _initial_foreign_dv(pki, "ERDVVN00001", state=erewhon, cvca=(ere_signer, ere_chr))
+    # brought in as Utopia's: Erewhon's DV certificate does not speak for Utopia, even for its own holder
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "ERDVVN00002", ere_dv, "ERDVVN00001"))
+    assert detail == ("outer CAR ERDVVN00001 is a DV certificate we issued to Erewhon CVCA, not to Utopia CVCA; "
+                      "a successive request is authenticated by the DV's own certificate")
+    # brought in as Erewhon's, it is certified
+    result = pki.flow("agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "ERDVVN00003", ere_dv, "ERDVVN00001", state=erewhon))["result"]
+    assert result["chr"] == "ERDVVN00003"
+
+
+def test_foreign_dv_outer_car_neither_cvca_nor_our_dv_refused(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    # our own domestic DV is not a DV of Utopia's
+    domestic = pki.ceremonies["passport_dvca"]["chr"]
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", _dv_key(pki), domestic))
+    assert detail.startswith(f"outer CAR {domestic} is a DV certificate we issued to ")
+    assert detail.endswith("not to Utopia CVCA; a successive request is authenticated by the DV's own certificate")
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", _dv_key(pki), "UTDVVN00001"))
+    assert detail == ("outer CAR UTDVVN00001 is neither a CVCA of Utopia CVCA registered for passports (initial "
+                      "request) nor a DV certificate our CVCA issued to it (successive request)")
