@@ -55,7 +55,7 @@ from cvc.certificate import AuthenticatedRequest, ChatRole, CvRequest, parse_req
 from cvc.certificate import parse_certificate as parse_cv_certificate
 from cvc.errors import CvcError
 from cvc.reference import HolderReference
-from cvc.validation import check_chain_at, order_chain, trust_point, verify_chain_at, verify_request
+from cvc.validation import check_chain_at, trust_point, verify_chain_at, verify_request
 from icao_pki.certificate import build_ds_certificate, parse_certificate
 from icao_pki.keystore import KEY_SPECS, KeyNotFound, KeyStoreError
 from icao_pki.names import DistinguishedName
@@ -1008,7 +1008,10 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
 
     Only the state's CVCAs registered for the request's document type take part: the request
     went to that hierarchy's CVCA, and the trust point must not be picked from the other
-    hierarchy (the state's passport root would not verify its ID-card certificates)."""
+    hierarchy (the state's passport root would not verify its ID-card certificates).  Within
+    it, the trust point is the self-signed root that the certificate's CAR leads back to
+    through the registered link certificates — not merely the first root registered: a state
+    that re-keyed without a link certificate has two, and only one of them reaches the CAR."""
     if caller.party_type is not PartyType.PROVIDER:
         raise Forbidden("only the Provider installs foreign certificates")
     authority = authority_of(services)
@@ -1027,26 +1030,21 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
             raise InvalidInput(f"{cert.chr} is already installed")
         state_id = req.result["foreign_state_organisation_id"]
         doc = DocumentType(req.document_type)
-        registered = [r for r in tx.certificates(role=Role.CVCA, document_type=doc, organisation_id=state_id,
-                                                 certificate_format=CertificateFormat.CV)
-                      if r.status is CertificateStatus.ACTIVE]
-        roots = [parse_cv_certificate(r.der) for r in registered]
         try:
             issuer_row = _registered_cvca(tx, state_id, cert.car, doc)
         except InvalidInput as exc:
             raise InvalidInput(f"the certificate's CAR {exc.message}", **exc.data) from None
-        trust = next((c for c in roots if c.is_self_signed), None)
-        if trust is None:
-            raise InvalidInput(f"that state has no registered self-signed CVCA for {_documents(doc)}")
+        # the trust point is the root this CAR's own chain reaches through the registered link
+        # certificates: after a re-key without a link, the state has two self-signed roots
+        up = cv_chain(tx, issuer_row)
+        trust = up.trust
         try:
-            chain = order_chain(trust, [c for c in roots if not c.is_self_signed and c.chr != trust.chr] + [cert])
-            chain = chain[: [c.chr for c in chain].index(cert.chr) + 1]
-            verify_chain_at(trust, [c for c in chain if c.chr != cert.chr or c is cert], now.date())
-        except (CvcError, ValueError) as exc:
+            verify_chain_at(trust, [*up.chain, cert], now.date())
+        except CvcError as exc:
             raise InvalidInput(f"the certificate does not verify against {trust.chr}: {exc}") from None
         key = tx.key(req.result["key_id"])
         held = load_spki(authority.keystore.signer(key.hsm_label).public_key_info())
-        if held != cert.public_key.public_key(trust.public_key.curve):
+        if held != cert.public_key.public_key(_issuing_curve(up)):
             raise InvalidInput("the certificate does not carry our DV key")
         tx.activate_key(key.id, expected=KeyState.GENERATED, usage_not_before=day_start(cert.effective_date),
                         usage_not_after=day_end(cert.expiration_date), max_signatures=None)

@@ -332,3 +332,56 @@ def test_foreign_dv_outer_car_neither_cvca_nor_our_dv_refused(pki_sqlite: PkiWor
                       _successive(pki, "UTDVVN00002", _dv_key(pki), "UTDVVN00001"))
     assert detail == ("outer CAR UTDVVN00001 is neither a CVCA of Utopia CVCA registered for passports (initial "
                       "request) nor a DV certificate our CVCA issued to it (successive request)")
+
+
+# --- the trust point of a certificate for our DV abroad ------------------------------------------
+
+
+def test_import_picks_the_root_that_the_car_leads_to(pki_sqlite: PkiWorld) -> None:
+    """Utopia re-keyed without a link certificate: two self-signed passport roots registered.
+    Our request goes to the newest; its certificate verifies against that root, not the first."""
+    pki = pki_sqlite
+    label = str(pki.keystore.next_label("uto", "cvca"))
+    signer = pki.keystore.generate_key(label, "brainpoolP256r1")
+    today = pki.world.clock.now().date()
+    root2 = build_cvca_certificate(signer, chr=f"UTCVCB{int(label[-5:]):05d}", effective_date=today,
+                                   expiration_date=cv_max_expiration(today, 36), document_type="passport")
+    r = pki.client.post(f"/v1/organisations/{pki.world['foreign'].organisation_id}/cvca",
+                        json={"der": b64(root2)}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    done = _abroad(pki)
+    assert done["result"]["car"] == parse_cv(root2).chr
+    der = build_dv_certificate(signer, parse_cv(root2), unb64(done["result"]["cv_request"]), domestic=False,
+                               effective_date=today, expiration_date=today + timedelta(days=80),
+                               document_type="passport")
+    r = pki.client.post("/v1/cv/foreign-certificates", json={"request_id": done["id"], "der": b64(der)},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    assert r.json()["chr"] == done["result"]["chr"] and r.json()["issuer"] == parse_cv(root2).chr
+    # and the next request is successive, authenticated by that certificate
+    assert _abroad(pki)["result"]["authenticated_by"] == done["result"]["chr"]
+
+
+def test_import_signed_by_the_other_root_refused(pki_sqlite: PkiWorld) -> None:
+    """The CAR names the second root, the signature is the first root's: refused."""
+    pki = pki_sqlite
+    label = str(pki.keystore.next_label("uto", "cvca"))
+    signer = pki.keystore.generate_key(label, "brainpoolP256r1")
+    today = pki.world.clock.now().date()
+    root2 = parse_cv(build_cvca_certificate(signer, chr=f"UTCVCB{int(label[-5:]):05d}", effective_date=today,
+                                            expiration_date=cv_max_expiration(today, 36), document_type="passport"))
+    r = pki.client.post(f"/v1/organisations/{pki.world['foreign'].organisation_id}/cvca",
+                        json={"der": b64(root2.encoded)}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    done = _abroad(pki)
+    uto_signer, _ = _uto(pki)
+    # a certificate naming root2 as CAR but signed by the first root's key
+    impostor = parse_cv(build_cvca_certificate(uto_signer, chr=root2.chr, effective_date=today,
+                                               expiration_date=root2.expiration_date, document_type="passport"))
+    der = build_dv_certificate(uto_signer, impostor, unb64(done["result"]["cv_request"]), domestic=False,
+                               effective_date=today, expiration_date=today + timedelta(days=80),
+                               document_type="passport")
+    r = pki.client.post("/v1/cv/foreign-certificates", json={"request_id": done["id"], "der": b64(der)},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"the certificate does not verify against {root2.chr}")
