@@ -15,20 +15,26 @@ Utopia's and Erewhon's keys stand for keys held in their own HSMs (tests/flows/p
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cvc.builders import build_authenticated_request, build_cvca_certificate, build_dv_certificate, build_request
 from cvc.certificate import AuthenticatedRequest, ChatRole, CvCertificate, parse_request
 from cvc.certificate import parse_certificate as parse_cv
 from cvc.errors import CvcError
 from cvc.validation import trust_point, verify_chain_at
+from icao_pki.clock import SystemClock
 from icao_pki.policy import DocumentType, Role, cv_max_expiration
+from icao_pki.signature import EcPublicKey, plain_to_der
 from icao_pki.signer import Signer
 from lifecycle_api.store import CertificateStatus, KeyState, OperatorKind
 from schedules import decisions
 from schedules.actors import FlowRenewals
+from tests.cvc.openpace import require_openpace, run
 from tests.flows.pki import PkiWorld, b64, unb64
 
 pytestmark = pytest.mark.hsm
@@ -385,3 +391,63 @@ def test_import_signed_by_the_other_root_refused(pki_sqlite: PkiWorld) -> None:
                         headers=pki.headers("provider"))
     assert r.status_code == 422, r.text
     assert r.json()["detail"].startswith(f"the certificate does not verify against {root2.chr}")
+
+
+# --- interop: tools nobody here wrote ---------------------------------------------------------------
+
+
+def _openssl_verifies_outer(request: AuthenticatedRequest, dv_der: bytes, trust: CvCertificate, tmp: Path) -> bool:
+    """OpenSSL checks the outer ECDSA signature (plain r||s, TR-03111) over TLV(7F21) || TLV(42)
+    with the public key of the DV certificate named by the outer CAR."""
+    dv = parse_cv(dv_der)
+    key = dv.public_key.public_key(trust.public_key.curve)
+    assert isinstance(key, EcPublicKey) and dv.public_key.algorithm.label.endswith("SHA-256")
+    spki = ec.EllipticCurvePublicKey.from_encoded_point(key.curve.cryptography_curve(), key.point)
+    (tmp / "dv.pem").write_bytes(spki.public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp / "signed.bin").write_bytes(request.outer_signed_data)
+    (tmp / "outer.sig").write_bytes(plain_to_der(request.outer_signature))
+    proc = run("openssl", "dgst", "-sha256", "-verify", "dv.pem", "-signature", "outer.sig", "signed.bin", cwd=tmp)
+    return proc.returncode == 0 and "Verified OK" in proc.stdout
+
+
+def _cvc_print(args: list[str | Path], tmp: Path) -> str:
+    proc = run("cvc-print", *args, cwd=tmp)
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.mark.openpace
+@pytest.mark.openssl
+def test_successive_requests_checked_by_openssl_and_cvc_print(pki_sqlite: PkiWorld, tmp_path: Path) -> None:
+    """This OpenPACE's cvc-print cannot parse an authenticated request (67) at all, so OpenSSL
+    checks the outer signatures, and cvc-print the inner request and the certificate issued."""
+    require_openpace()
+    pki = pki_sqlite
+    pki.world.clock.set(SystemClock().now())  # cvc-print checks validity against the real date
+    pki.world.import_crls()
+    ours, (_, uto) = _our_cvca(pki), _uto(pki)
+    # a foreign DV's successive request, certified by our CVCA
+    current, _ = _initial_foreign_dv(pki, "UTDVVN77001")
+    payload = _successive(pki, "UTDVVN77002", current, "UTDVVN77001")
+    request = parse_request(unb64(payload["cv_request"]))
+    assert isinstance(request, AuthenticatedRequest)
+    result = pki.flow("agency", "foreign_dv_certificate", "passport", payload)["result"]
+    with pki.world.store.transaction() as tx:
+        first_der = tx.certificate_by_chr("UTDVVN77001").der
+    assert _openssl_verifies_outer(request, first_der, ours, tmp_path)
+    (tmp_path / "inner.cvreq").write_bytes(request.request.encoded)
+    assert _cvc_print(["--csr", "inner.cvreq"], tmp_path) == "certificate request verified"
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / ours.chr).write_bytes(ours.encoded)  # issuers are found by files named after their CHR
+    (tmp_path / "renewed.cvcert").write_bytes(unb64(result["der"]))
+    assert _cvc_print(["--cvc", "renewed.cvcert", "--cvc-dir", trust], tmp_path) == "certificate verified"
+    # our DV abroad: the renewal's outer signature verifies under the certificate Utopia issued
+    first = _abroad(pki)
+    dv_der = _utopia_certifies(pki, first)
+    renewal = parse_request(unb64(_abroad(pki)["result"]["cv_request"]))
+    assert isinstance(renewal, AuthenticatedRequest) and renewal.outer_car == first["result"]["chr"]
+    assert _openssl_verifies_outer(renewal, dv_der, uto, tmp_path)
+    # and OpenSSL can say no: the same signature checked against the other DV's key
+    assert not _openssl_verifies_outer(renewal, first_der, ours, tmp_path)
