@@ -326,6 +326,29 @@ def test_foreign_dv_successive_refused_with_a_certificate_of_another_state(pki_s
     assert result["chr"] == "ERDVVN00003"
 
 
+def test_foreign_dv_successive_refused_with_a_certificate_of_the_other_document_type(pki_sqlite: PkiWorld) -> None:
+    """Utopia's ID-card DV certificate from us does not vouch for a passport DV's key."""
+    pki = pki_sqlite
+    ours_id = pki.ceremony(kind="cvca", document_type="idcard")
+    label = str(pki.keystore.next_label("uto", "cvca"))
+    id_signer = pki.keystore.generate_key(label, "brainpoolP256r1")
+    id_chr = f"UTCVCI{int(label[-5:]):05d}"
+    today = pki.world.clock.now().date()
+    id_der = build_cvca_certificate(id_signer, chr=id_chr, effective_date=today,
+                                    expiration_date=cv_max_expiration(today, 36), document_type="idcard")
+    r = pki.client.post(f"/v1/organisations/{pki.world['foreign'].organisation_id}/cvca",
+                        json={"der": b64(id_der), "document_type": "idcard"}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    id_dv = _dv_key(pki)
+    inner = build_request(id_dv, chr="UTDVVN00001", car=ours_id["chr"])
+    request = build_authenticated_request(inner, id_signer, outer_car=id_chr)
+    pki.flow("idcard_agency", "foreign_dv_certificate", "idcard",
+             _payload(request, pki.world["foreign"].organisation_id))
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", id_dv, "UTDVVN00001"))
+    assert detail == "outer CAR UTDVVN00001 is a DV certificate for ID cards, not for passports"
+
+
 def test_foreign_dv_outer_car_neither_cvca_nor_our_dv_refused(pki_sqlite: PkiWorld) -> None:
     pki = pki_sqlite
     # our own domestic DV is not a DV of Utopia's
