@@ -57,7 +57,7 @@ from cvc.errors import CvcError
 from cvc.reference import HolderReference
 from cvc.validation import check_chain_at, trust_point, verify_chain_at, verify_request
 from icao_pki.certificate import build_ds_certificate, parse_certificate
-from icao_pki.keystore import KEY_SPECS, KeyNotFound, KeyStoreError
+from icao_pki.keystore import KEY_SPECS, KeyInactive, KeyNotFound, KeyStoreError
 from icao_pki.names import DistinguishedName
 from icao_pki.policy import (
     CertificateFormat,
@@ -920,7 +920,7 @@ def _current_dv_abroad(tx: StoreTx, authority: Authority, issuer_ids: set[int], 
         try:
             dv = authority.load_ca(tx, row, inherited_curve=curve)
             authority.check_key(tx, dv, now)
-        except (AuthorityError, PolicyViolation):
+        except (AuthorityError, PolicyViolation, KeyInactive):  # not held, destroyed, outside its window
             continue
         assert dv.cv is not None
         return _OuterSigner(dv, dv.cv.chr, dv.cv.public_key.public_key(curve), dv.cv.public_key.algorithm,

@@ -178,6 +178,18 @@ def test_dv_abroad_with_the_dv_key_unusable_is_initial(pki_sqlite: PkiWorld) -> 
     assert result["successive"] is False and result["authenticated_by"] == ours.chr
 
 
+def test_dv_abroad_with_the_dv_key_gone_from_the_hsm_is_initial(pki_sqlite: PkiWorld) -> None:
+    """The database still says active, the HSM no longer holds the key: it cannot sign, so the
+    request is initial rather than a failure."""
+    pki = pki_sqlite
+    ours = _our_cvca(pki)
+    first = _abroad(pki)
+    _utopia_certifies(pki, first)
+    pki.keystore.destroy(first["result"]["hsm_label"], reason="test: lost between the HSM and the database")
+    result = _abroad(pki)["result"]
+    assert result["successive"] is False and result["authenticated_by"] == ours.chr
+
+
 def test_scheduled_renewal_abroad_is_outer_signed_by_the_dv_due(pki_sqlite: PkiWorld) -> None:
     """The DV renewal schedule renews our DV abroad through `submit_abroad` (a dv_request_abroad):
     the request it produces is the successive one, authenticated by the certificate falling due."""
