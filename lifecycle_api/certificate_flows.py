@@ -19,12 +19,18 @@ Request types (payload fields; every binary value base64):
   renewal by `signing.is_renewal`), issuing the certificate activates that key and links the
   certificate to it, so the schedules can renew it and later destroy it.
 * ``foreign_dv_certificate`` (Agency): ``{"cv_request", "foreign_state_organisation_id"}`` —
-  a foreign DV's request, authenticated by that state's CVCA registered for the request's
-  document type; the Provider issues a foreign-DV certificate (role 01) from our CVCA.
+  a foreign DV's request, authenticated (TR-03139 Table 2) by that state's CVCA registered
+  for the request's document type (initial request) or by the DV's still-valid certificate
+  that our CVCA issued to that state (successive request: same country code and holder
+  mnemonic, new sequence number); the Provider issues a foreign-DV certificate (role 01)
+  from our CVCA.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
   generates our DV key and its CV request to that state's newest CVCA of the request's
-  document type (outer-signed by our CVCA when it is the first request to that hierarchy)
-  and returns it for export; the foreign certificate comes back through
+  document type, always outer-signed: by our newest DV certificate from that hierarchy that
+  is valid now and whose key can sign (successive request; the scheduler's renewals abroad),
+  else by our CVCA (initial request: the first one, or after every earlier certificate
+  expired).  The result names the outer CAR (``authenticated_by``) and ``successive``; the
+  request is returned for export and the foreign certificate comes back through
   `POST /v1/cv/foreign-certificates` (`import_foreign_dv_certificate`).
 * ``revocation`` (Agency, IS operator): see `revocation.py`.
 
@@ -49,21 +55,31 @@ from cvc.certificate import AuthenticatedRequest, ChatRole, CvRequest, parse_req
 from cvc.certificate import parse_certificate as parse_cv_certificate
 from cvc.errors import CvcError
 from cvc.reference import HolderReference
-from cvc.validation import check_chain_at, order_chain, trust_point, verify_chain_at, verify_request
+from cvc.validation import check_chain_at, trust_point, verify_chain_at, verify_request
 from icao_pki.certificate import build_ds_certificate, parse_certificate
-from icao_pki.keystore import KEY_SPECS, KeyNotFound, KeyStoreError
+from icao_pki.keystore import KEY_SPECS, KeyInactive, KeyNotFound, KeyStoreError
 from icao_pki.names import DistinguishedName
-from icao_pki.policy import CertificateFormat, DocumentType, Policy, Role, Window, add_months, cv_max_expiration
+from icao_pki.policy import (
+    CertificateFormat,
+    DocumentType,
+    Policy,
+    PolicyViolation,
+    Role,
+    Window,
+    add_months,
+    cv_max_expiration,
+)
 from icao_pki.signature import load_spki
 
 from .auth import Caller
-from .authority import CaKey, GeneratedKey, Signed
+from .authority import Authority, AuthorityError, CaKey, GeneratedKey, Signed
 from .ceremonies import crl_url, dv_chr
 from .csr import build_csr, parse_and_verify_csr
 from .deadlines import DeadlineRule
 from .errors import Conflict, Forbidden, InternalFailure, InvalidInput, NotFound, ServiceUnavailable
 from .handlers import ActContext, HandlerRegistry, PrepareContext, RequestHandler
 from .hierarchy import (
+    CvChain,
     authority_of,
     certificate_view,
     current_ca,
@@ -644,7 +660,8 @@ def destroy_rejected_is_key(services: Services, req: Any) -> None:
 def validate_foreign_dv(payload: Mapping[str, Any], document_type: DocumentType | None, policy: Policy) -> None:
     request = _cv_request(payload)
     if not isinstance(request, AuthenticatedRequest):
-        raise InvalidInput("a foreign DV request must be authenticated by its state's CVCA")
+        raise InvalidInput("a foreign DV request must be authenticated: by its state's CVCA (initial request) "
+                           "or by the DV's current certificate from us (successive request)")
     if not isinstance(payload.get("foreign_state_organisation_id"), int):
         raise InvalidInput("payload.foreign_state_organisation_id is required")
     assert document_type is not None
@@ -686,13 +703,127 @@ def _registered_cvca(tx: StoreTx, state_id: int, chr: str, document_type: Docume
     raise InvalidInput(f"{chr} is not a registered CVCA of that state", chr=chr)
 
 
-def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
-    """A foreign DV's request, authenticated by its state's CVCA registered for the request's
-    document type, certified by our CVCA of that type.
+@dataclass(frozen=True)
+class _ForeignDvOuterKey:
+    """The key a foreign DV request's outer signature is checked with."""
 
-    The foreign DV lives in its state's hierarchy for that document type (a passport DV under
-    the state's passport CVCA), so an outer signature by the state's CVCA of the other
-    document type does not vouch for it and is refused by name."""
+    public_key: Any
+    algorithm: Any
+    successive: bool
+
+
+def _outer_by_state_cvca(tx: StoreTx, state_id: int, request: AuthenticatedRequest, doc: DocumentType,
+                         today: date) -> _ForeignDvOuterKey:
+    """Initial request: outer-signed by the state's CVCA registered for `doc` (through its links)."""
+    outer_row = _registered_cvca(tx, state_id, request.outer_car, doc)
+    outer_chain = cv_chain(tx, outer_row)
+    if not outer_chain.chain:
+        tp = trust_point(outer_chain.trust)
+        return _ForeignDvOuterKey(tp.public_key, tp.algorithm, successive=False)
+    report = check_chain_at(outer_chain.trust, outer_chain.chain, today)
+    if report.findings:
+        raise InvalidInput(f"the foreign CVCA chain to {request.outer_car} is not valid today",
+                           findings=[f.message for f in report.findings])
+    last = outer_chain.chain[-1]
+    return _ForeignDvOuterKey(last.public_key.public_key(outer_chain.trust.public_key.curve),
+                              last.public_key.algorithm, successive=False)
+
+
+def _same_holder(new_chr: str, current_chr: str) -> bool:
+    """Same country code and holder mnemonic: only the sequence number of a CHR may change."""
+    try:
+        new, current = HolderReference.parse(new_chr), HolderReference.parse(current_chr)
+    except CvcError:
+        return False
+    return (new.country, new.mnemonic) == (current.country, current.mnemonic)
+
+
+def _outer_by_current_dv(tx: StoreTx, state_id: int, request: AuthenticatedRequest, doc: DocumentType,
+                         now: datetime) -> _ForeignDvOuterKey | None:
+    """Successive request: outer-signed by the DV's still-valid certificate that our CVCA issued
+    to that state (TR-03110-3 C.2.6, TR-03139 Table 2); None when we issued no DV certificate
+    with that CHR at all.
+
+    Why each refusal: a certificate of another state, of the other document type, revoked or
+    expired no longer (or never) speaks for this DV; and a DV may only renew itself — the new
+    CHR keeps the country code and holder mnemonic of the certificate that authenticates it,
+    so DV B cannot vouch for a key of DV A."""
+    car = request.outer_car
+    issued = [row for row in tx.session.scalars(
+        select(Certificate).where(Certificate.chr == car, Certificate.role == Role.DVCA,
+                                  Certificate.certificate_format == CertificateFormat.CV)
+        .order_by(Certificate.id)
+    ).all() if row.issuer_certificate_id is not None and _issued_by_our_cvca(tx, row)]  # fmt: skip
+    if not issued:
+        return None
+    state = tx.organisation(state_id)
+    mine = [row for row in issued if row.organisation_id == state_id]
+    if not mine:
+        holder = issued[-1].organisation_id
+        holder_name = tx.organisation(holder).name if holder is not None else "no organisation"
+        raise InvalidInput(f"outer CAR {car} is a DV certificate we issued to {holder_name}, not to {state.name}; "
+                           "a successive request is authenticated by the DV's own certificate", outer_car=car)
+    row = mine[-1]
+    issued_for = DocumentType(row.document_type)
+    if issued_for is not doc:
+        raise InvalidInput(f"outer CAR {car} is a DV certificate for {_documents(issued_for)}, "
+                           f"not for {_documents(doc)}", outer_car=car, document_type=doc.value)
+    if row.status is CertificateStatus.REVOKED:
+        raise InvalidInput(f"the DV certificate {car} that authenticates the request is revoked; "
+                           "a successive request needs the DV's still-valid certificate", outer_car=car)
+    if row.status is not CertificateStatus.ACTIVE or not (row.not_before <= now <= row.not_after):
+        raise InvalidInput(f"the DV certificate {car} that authenticates the request is not valid now "
+                           f"({row.not_before:%Y-%m-%d} – {row.not_after:%Y-%m-%d}); when it has expired, "
+                           "the request must be an initial one, authenticated by the state's CVCA", outer_car=car)
+    if not _same_holder(request.chr, car):
+        raise InvalidInput(f"the request for {request.chr} is authenticated by {car}, a DV certificate of "
+                           "another holder: a successive request keeps the country code and holder mnemonic "
+                           "of the certificate that authenticates it", chr=request.chr, outer_car=car)
+    if request.chr == car:
+        raise InvalidInput(f"the request reuses the CHR {car} of the certificate that authenticates it; "
+                           "a new key needs a new sequence number", chr=request.chr)
+    chain = cv_chain(tx, row)
+    report = check_chain_at(chain.trust, chain.chain, now.date())
+    if report.findings:
+        raise InvalidInput(f"the DV certificate {car} that authenticates the request is not valid today",
+                           findings=[f.message for f in report.findings], outer_car=car)
+    current = chain.chain[-1]
+    return _ForeignDvOuterKey(current.public_key.public_key(_issuing_curve(chain)), current.public_key.algorithm,
+                              successive=True)
+
+
+def _issued_by_our_cvca(tx: StoreTx, row: Certificate) -> bool:
+    assert row.issuer_certificate_id is not None
+    issuer = tx.certificate(row.issuer_certificate_id)
+    return issuer.role is Role.CVCA and issuer.key_id is not None
+
+
+def _foreign_dv_outer_key(tx: StoreTx, state_id: int, request: AuthenticatedRequest, doc: DocumentType,
+                          now: datetime) -> _ForeignDvOuterKey:
+    """Whose outer signature a foreign DV request carries: the state's CVCA (initial request)
+    or the DV's current certificate from us (successive); anything else is refused, naming both."""
+    car = request.outer_car
+    state_cvcas = [row for row in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+                                                  certificate_format=CertificateFormat.CV) if row.chr == car]
+    if state_cvcas:
+        return _outer_by_state_cvca(tx, state_id, request, doc, now.date())
+    found = _outer_by_current_dv(tx, state_id, request, doc, now)
+    if found is not None:
+        return found
+    state = tx.organisation(state_id)
+    raise InvalidInput(f"outer CAR {car} is neither a CVCA of {state.name} registered for {_documents(doc)} "
+                       "(initial request) nor a DV certificate our CVCA issued to it (successive request)",
+                       outer_car=car, document_type=doc.value)
+
+
+def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
+    """A foreign DV's request, certified by our CVCA of the request's document type.
+
+    TR-03139 Table 2: an initial request is authenticated by the state's CVCA registered for
+    that document type; a successive one by the DV's still-valid certificate that our CVCA
+    issued to it (`_outer_by_current_dv`).  The foreign DV lives in its state's hierarchy for
+    that document type (a passport DV under the state's passport CVCA), so an outer signature
+    by the state's CVCA of the other document type does not vouch for it and is refused by name."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
@@ -701,22 +832,11 @@ def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
     today = now.date()
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
-        outer_row = _registered_cvca(tx, state_id, request.outer_car, doc)
-        outer_chain = cv_chain(tx, outer_row)
+        outer_key = _foreign_dv_outer_key(tx, state_id, request, doc, now)
         cvca_row, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV,
                                     organisation_id=None)
-    report = check_chain_at(outer_chain.trust, outer_chain.chain, today) if outer_chain.chain else None
-    outer_key = trust_point(outer_chain.trust) if report is None else None
     try:
-        if report is not None:
-            if report.findings:
-                raise InvalidInput(f"the foreign CVCA chain to {request.outer_car} is not valid today")
-            last = outer_chain.chain[-1]
-            key = last.public_key.public_key(outer_chain.trust.public_key.curve)
-            request.verify_outer_signature(key, last.public_key.algorithm)
-        else:
-            assert outer_key is not None
-            request.verify_outer_signature(outer_key.public_key, outer_key.algorithm)
+        request.verify_outer_signature(outer_key.public_key, outer_key.algorithm)
         verify_request(request)
     except CvcError as exc:
         raise InvalidInput(f"the foreign DV request does not verify: {exc}") from None
@@ -747,10 +867,65 @@ def validate_dv_abroad(payload: Mapping[str, Any], document_type: DocumentType |
 class _PreparedAbroad:
     key: GeneratedKey
     request: Signed
-    outer: Signed | None
+    outer: Signed
     chr: str
     foreign_cvca_chr: str
     state_id: int
+    #: the outer CAR: our DV certificate from that state (successive) or our CVCA (initial)
+    authenticated_by: str
+    successive: bool
+
+
+@dataclass(frozen=True)
+class _OuterSigner:
+    """The key that outer-signs a request, the CAR it goes by, and how to check its signature.
+
+    `public_key` is the certificate's key on the domain parameters it is verified with: a DV
+    certificate carries none and inherits them from the CVCA above it (TR-03110-3 A.7.4.2)."""
+
+    ca: CaKey
+    car: str
+    public_key: Any
+    algorithm: Any
+    successive: bool
+
+
+def _issuing_curve(chain: CvChain) -> Any:
+    """The domain parameters a certificate below `chain` inherits: those of the nearest CVCA
+    above it that carries them (None for RSA)."""
+    curves = [c.public_key.curve for c in [chain.trust, *chain.chain]
+              if c.role is ChatRole.CVCA and c.public_key.curve is not None]
+    return curves[-1] if curves else None
+
+
+def _current_dv_abroad(tx: StoreTx, authority: Authority, issuer_ids: set[int], doc: DocumentType,
+                       now: datetime) -> _OuterSigner | None:
+    """Our newest DV certificate from these foreign CVCAs that can still outer-sign now.
+
+    Why: TR-03110-3 C.2.6 and TR-03139 Table 2 make the outer signature of a *successive*
+    request mandatory, made with the DV's still-valid certificate from that foreign CVCA; the
+    foreign CVCA checks it against the certificate it issued.  A certificate counts only when
+    it is active and valid now and its key is active, inside its usage window, and held by
+    the HSM as the key of that certificate — a key that cannot sign does not make the request
+    successive."""
+    rows = [r for r in tx.certificates(role=Role.DVCA, document_type=doc, certificate_format=CertificateFormat.CV,
+                                       statuses=[CertificateStatus.ACTIVE])
+            if r.issuer_certificate_id in issuer_ids and r.key_id is not None
+            and r.not_before <= now <= r.not_after]
+    for row in sorted(rows, key=lambda r: (r.not_before, r.id), reverse=True):
+        assert row.key_id is not None
+        if tx.key(row.key_id).state is not KeyState.ACTIVE:
+            continue
+        curve = _issuing_curve(cv_chain(tx, row))
+        try:
+            dv = authority.load_ca(tx, row, inherited_curve=curve)
+            authority.check_key(tx, dv, now)
+        except (AuthorityError, PolicyViolation, KeyInactive):  # not held, destroyed, outside its window
+            continue
+        assert dv.cv is not None
+        return _OuterSigner(dv, dv.cv.chr, dv.cv.public_key.public_key(curve), dv.cv.public_key.algorithm,
+                            successive=True)
+    return None
 
 
 def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
@@ -758,8 +933,13 @@ def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
 
     The CAR is the state's newest CVCA registered for that document type and valid now: a DV
     for our ID-card inspection systems must be certified in the state's ID-card hierarchy,
-    never its passport one, so a state with no such CVCA is refused, naming the type.  "First
-    request" (outer-signed by our CVCA) is judged within that hierarchy too."""
+    never its passport one, so a state with no such CVCA is refused, naming the type.
+
+    Every request is outer-signed (TR-03139 Table 2): while we hold a DV certificate from that
+    hierarchy that is valid now and whose key can sign, the request is *successive* and that
+    DV key signs it (outer CAR = its CHR) — the scheduler's renewals abroad go this way;
+    otherwise (the first request, or every earlier certificate expired) it is *initial* again
+    and our CVCA signs it, as the domestic CVCA vouches for a DV it does not know yet."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
@@ -774,9 +954,12 @@ def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
             raise InvalidInput(f"{state.name} has no registered CVCA for {_documents(doc)} valid now",
                                document_type=doc.value)
         foreign_cvca = max(cvcas, key=lambda r: (r.not_before, r.id))
-        first = not any(r.issuer_certificate_id in {c.id for c in registered}
-                        for r in tx.certificates(role=Role.DVCA, document_type=doc))
-        _, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV) if first else (None, None)
+        outer_signer = _current_dv_abroad(tx, authority, {r.id for r in registered}, doc, now)
+        if outer_signer is None:
+            _, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV)
+            assert cvca.cv is not None
+            tp = trust_point(cvca.cv)
+            outer_signer = _OuterSigner(cvca, cvca.cv.chr, tp.public_key, tp.algorithm, successive=False)
         country = state.country.upper()
         curve_of_foreign = parse_cv_certificate(foreign_cvca.der).public_key.curve
     spec = curve_of_foreign.name if curve_of_foreign is not None else "rsa2048"
@@ -786,26 +969,24 @@ def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
         inner = authority.sign(key.signer, key.label, lambda s: build_request(s, chr=chr, car=foreign_cvca.chr),
                                lambda der: _ok(verify_request(parse_request(der))), purpose="DV request abroad",
                                request_id=req.id)
-        outer = None
-        if first:
-            assert cvca is not None and cvca.cv is not None
-            ours: CaKey = cvca
-            outer = authority.sign(
-                ours.signer, ours.label,
-                lambda s: build_authenticated_request(inner.der, s, outer_car=ours.cv.chr),  # type: ignore[union-attr]
-                lambda der: _verify_outer(der, ours), purpose="DV request abroad (outer, our CVCA)",
-                request_id=req.id)
-        return _PreparedAbroad(key, inner, outer, chr, foreign_cvca.chr, state_id)
+        o = outer_signer
+        by = f"our DV {o.car}" if o.successive else f"our CVCA {o.car}"
+        outer = authority.sign(
+            o.ca.signer, o.ca.label,
+            lambda s: build_authenticated_request(inner.der, s, outer_car=o.car, outer_algorithm=o.algorithm),
+            lambda der: _verify_outer(der, o), purpose=f"DV request abroad (outer, {by})",
+            request_id=req.id, details={"outer_car": o.car, "successive": o.successive})
+        return _PreparedAbroad(key, inner, outer, chr, foreign_cvca.chr, state_id, o.car, o.successive)
     except Exception as exc:
         authority.discard(key, f"request {req.id} failed: {exc}")
         raise
 
 
-def _verify_outer(der: bytes, cvca: CaKey) -> None:
+def _verify_outer(der: bytes, signer: _OuterSigner) -> None:
     request = parse_request(der)
-    assert isinstance(request, AuthenticatedRequest) and cvca.cv is not None
-    tp = trust_point(cvca.cv)
-    request.verify_outer_signature(tp.public_key, tp.algorithm)
+    if not isinstance(request, AuthenticatedRequest) or request.outer_car != signer.car:
+        raise InternalFailure(f"the DV request abroad did not come out authenticated by {signer.car}")
+    request.verify_outer_signature(signer.public_key, signer.algorithm)
 
 
 def act_dv_abroad(ctx: ActContext) -> dict[str, Any]:
@@ -814,10 +995,10 @@ def act_dv_abroad(ctx: ActContext) -> dict[str, Any]:
     doc = DocumentType(ctx.request.document_type)
     row = ctx.tx.add_key(hsm_label=p.key.label, role=Role.DVCA, document_type=doc, algorithm=p.key.spec,
                          now=ctx.now, organisation_id=ctx.caller.organisation_id, state=KeyState.GENERATED)
-    for op in (p.key.operation_id, p.request.operation_id, *( [p.outer.operation_id] if p.outer else [])):
+    for op in (p.key.operation_id, p.request.operation_id, p.outer.operation_id):
         authority.commit(ctx.tx, op)
-    exported = p.outer.der if p.outer else p.request.der
-    return {"cv_request": b64(exported), "chr": p.chr, "car": p.foreign_cvca_chr, "authenticated": p.outer is not None,
+    return {"cv_request": b64(p.outer.der), "chr": p.chr, "car": p.foreign_cvca_chr, "authenticated": True,
+            "authenticated_by": p.authenticated_by, "successive": p.successive,
             "key_id": row.id, "hsm_label": p.key.label, "foreign_state_organisation_id": p.state_id}
 
 
@@ -827,7 +1008,10 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
 
     Only the state's CVCAs registered for the request's document type take part: the request
     went to that hierarchy's CVCA, and the trust point must not be picked from the other
-    hierarchy (the state's passport root would not verify its ID-card certificates)."""
+    hierarchy (the state's passport root would not verify its ID-card certificates).  Within
+    it, the trust point is the self-signed root that the certificate's CAR leads back to
+    through the registered link certificates — not merely the first root registered: a state
+    that re-keyed without a link certificate has two, and only one of them reaches the CAR."""
     if caller.party_type is not PartyType.PROVIDER:
         raise Forbidden("only the Provider installs foreign certificates")
     authority = authority_of(services)
@@ -846,26 +1030,21 @@ def import_foreign_dv_certificate(services: Services, caller: Caller, request_id
             raise InvalidInput(f"{cert.chr} is already installed")
         state_id = req.result["foreign_state_organisation_id"]
         doc = DocumentType(req.document_type)
-        registered = [r for r in tx.certificates(role=Role.CVCA, document_type=doc, organisation_id=state_id,
-                                                 certificate_format=CertificateFormat.CV)
-                      if r.status is CertificateStatus.ACTIVE]
-        roots = [parse_cv_certificate(r.der) for r in registered]
         try:
             issuer_row = _registered_cvca(tx, state_id, cert.car, doc)
         except InvalidInput as exc:
             raise InvalidInput(f"the certificate's CAR {exc.message}", **exc.data) from None
-        trust = next((c for c in roots if c.is_self_signed), None)
-        if trust is None:
-            raise InvalidInput(f"that state has no registered self-signed CVCA for {_documents(doc)}")
+        # the trust point is the root this CAR's own chain reaches through the registered link
+        # certificates: after a re-key without a link, the state has two self-signed roots
+        up = cv_chain(tx, issuer_row)
+        trust = up.trust
         try:
-            chain = order_chain(trust, [c for c in roots if not c.is_self_signed and c.chr != trust.chr] + [cert])
-            chain = chain[: [c.chr for c in chain].index(cert.chr) + 1]
-            verify_chain_at(trust, [c for c in chain if c.chr != cert.chr or c is cert], now.date())
-        except (CvcError, ValueError) as exc:
+            verify_chain_at(trust, [*up.chain, cert], now.date())
+        except CvcError as exc:
             raise InvalidInput(f"the certificate does not verify against {trust.chr}: {exc}") from None
         key = tx.key(req.result["key_id"])
         held = load_spki(authority.keystore.signer(key.hsm_label).public_key_info())
-        if held != cert.public_key.public_key(trust.public_key.curve):
+        if held != cert.public_key.public_key(_issuing_curve(up)):
             raise InvalidInput("the certificate does not carry our DV key")
         tx.activate_key(key.id, expected=KeyState.GENERATED, usage_not_before=day_start(cert.effective_date),
                         usage_not_after=day_end(cert.expiration_date), max_signatures=None)

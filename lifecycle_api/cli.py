@@ -315,7 +315,8 @@ def is_key_request(
 @app.command("foreign-dv-request")
 def foreign_dv_request(
     cv_request: Path = typer.Option(..., "--cv-request", help="The foreign DV's CV request (DER), authenticated by "
-                                                                "its state's CVCA."),
+                                                                "its state's CVCA (initial) or by the DV's "
+                                                                "current certificate from us (successive)."),
     foreign_state: int = typer.Option(..., "--foreign-state", help="Organisation id of the foreign state."),
     document_type: DocumentType = typer.Option(DocumentType.PASSPORT, "--document-type", help="passport or idcard."),
     validity_days: int | None = typer.Option(None, "--validity-days", help="Foreign-DV validity (≤ decree limit)."),

@@ -158,7 +158,8 @@ class PartyClient:
 
     def request_foreign_dv_certificate(self, cv_request: bytes, foreign_state_organisation_id: int,
                                        document_type: str, validity_days: int | None = None) -> dict[str, Any]:
-        """A foreign DV's request (authenticated by its state's CVCA), brought in by the Agency."""
+        """A foreign DV's request, brought in by the Agency: authenticated by its state's CVCA
+        (initial) or by the DV's current certificate from our CVCA (successive, TR-03139)."""
         payload: dict[str, Any] = {"cv_request": base64.b64encode(cv_request).decode(),
                                    "foreign_state_organisation_id": foreign_state_organisation_id}
         if validity_days is not None:

@@ -76,7 +76,8 @@ class FlowRenewals:
     * Our DV abroad (issued by a foreign CVCA): the Agency's ``dv_request_abroad`` request is
       the outbound request queued for that state — submitted through `submit_abroad` when the
       deployment gives one (the Agency's signature), otherwise the Agency and Provider are
-      notified with the foreign state named.
+      notified with the foreign state named.  While the certificate falling due is still
+      valid, that request is a successive one, outer-signed by its DV key (TR-03139 Table 2).
     """
 
     services: Services

@@ -178,9 +178,13 @@ def test_flow_our_dv_certified_by_foreign_cvca(pki: PkiWorld) -> None:
     _chr1, _, req1 = _terminal_request(pki, first["chr"], 21)
     result = pki.flow("is_operator", "is_certificate", "passport", {"cv_request": b64(req1)})["result"]
     assert verify_chain_at(uto, [parse_cv(der), parse_cv(unb64(result["der"]))], today).valid
-    # the next request to Utopia is not outer-signed by our CVCA any more
+    # the next request to Utopia is successive: outer-signed by that DV's key, not by our CVCA
     second = pki.flow("agency", "dv_request_abroad", "passport", {"foreign_state_organisation_id": state})["result"]
-    assert second["authenticated"] is False
+    assert second["successive"] is True and second["authenticated_by"] == first["chr"]
+    renewal = parse_request(unb64(second["cv_request"]))
+    assert isinstance(renewal, AuthenticatedRequest) and renewal.outer_car == first["chr"]
+    dv = parse_cv(der)
+    renewal.verify_outer_signature(dv.public_key.public_key(uto.public_key.curve), dv.public_key.algorithm)
 
 
 def test_flow_revocation_publishes_crl(pki: PkiWorld) -> None:

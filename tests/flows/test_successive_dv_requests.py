@@ -1,0 +1,488 @@
+"""Successive EAC DV requests (TR-03110-3 C.2.6, TR-03139 Table 2), both directions.
+
+The outer signature of a CV request is optional for an initial certificate and required for
+a successive one.  Our DV abroad: the first request (and the first after every certificate
+from that state expired) is outer-signed by our CVCA; while a DV certificate from that state
+is valid and its key can sign, the next request is outer-signed by that DV key (outer CAR =
+its CHR).  A foreign DV's request to us: the state's CVCA vouches for an initial one, the
+DV's still-valid certificate from our CVCA for a successive one — of the same state, the same
+document type and the same holder.  And a certificate for our DV abroad is verified against
+the root its own CAR leads back to, when the state registered two self-signed roots.
+
+Utopia's and Erewhon's keys stand for keys held in their own HSMs (tests/flows/pki.py).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from cvc.builders import build_authenticated_request, build_cvca_certificate, build_dv_certificate, build_request
+from cvc.certificate import AuthenticatedRequest, ChatRole, CvCertificate, parse_request
+from cvc.certificate import parse_certificate as parse_cv
+from cvc.errors import CvcError
+from cvc.validation import trust_point, verify_chain_at
+from icao_pki.clock import SystemClock
+from icao_pki.policy import DocumentType, Role, cv_max_expiration
+from icao_pki.signature import EcPublicKey, plain_to_der
+from icao_pki.signer import Signer
+from lifecycle_api.store import CertificateStatus, KeyState, OperatorKind
+from schedules import decisions
+from schedules.actors import FlowRenewals
+from tests.cvc.openpace import require_openpace, run
+from tests.flows.pki import PkiWorld, b64, unb64
+
+pytestmark = pytest.mark.hsm
+
+
+def _cert(pki: PkiWorld, certificate_id: int) -> bytes:
+    r = pki.client.get(f"/v1/certificates/{certificate_id}", headers=pki.headers("provider"))
+    assert r.status_code == 200, r.text
+    return unb64(r.json()["der"])
+
+
+def _our_cvca(pki: PkiWorld) -> CvCertificate:
+    return parse_cv(_cert(pki, pki.ceremonies["passport_cvca"]["certificate_id"]))
+
+
+def _uto(pki: PkiWorld) -> tuple[Signer, CvCertificate]:
+    return pki.keystore.signer(pki.uto_cvca_label), parse_cv(pki.uto_cvca_der)
+
+
+def _refused(pki: PkiWorld, party: str, request_type: str, document_type: str, payload: dict[str, Any]) -> str:
+    """Submitted and countersigned, then refused when the Provider acts: the refusal's text."""
+    r = pki.submit(party, request_type, document_type, payload)
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    assert pki.world.countersign(rid).status_code == 200
+    r = pki.world.act(rid)
+    assert r.status_code == 422, r.text
+    return r.json()["detail"]
+
+
+def _later(pki: PkiWorld, days: int) -> None:
+    """Move the clock; fresh CRLs for the organisations' signing certificates at the new time."""
+    pki.world.clock.advance(days=days)
+    pki.world.import_crls()
+
+
+# --- our DV abroad ----------------------------------------------------------------------------
+
+
+def _abroad(pki: PkiWorld) -> dict[str, Any]:
+    """A dv_request_abroad to Utopia, through the three hops: the request (with its id)."""
+    state = pki.world["foreign"].organisation_id
+    return pki.flow("agency", "dv_request_abroad", "passport", {"foreign_state_organisation_id": state})
+
+
+def _utopia_certifies(pki: PkiWorld, done: dict[str, Any], days: int = 80) -> bytes:
+    """Utopia's CVCA certifies the exported request; we install the certificate."""
+    signer, uto = _uto(pki)
+    today = pki.world.clock.now().date()
+    der = build_dv_certificate(signer, uto, unb64(done["result"]["cv_request"]), domestic=False,
+                               effective_date=today, expiration_date=today + timedelta(days=days),
+                               document_type="passport")
+    r = pki.client.post("/v1/cv/foreign-certificates", json={"request_id": done["id"], "der": b64(der)},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    return der
+
+
+def _outer_verifies_with_dv(request: AuthenticatedRequest, dv_der: bytes, trust: CvCertificate) -> bool:
+    dv = parse_cv(dv_der)
+    try:
+        request.verify_outer_signature(dv.public_key.public_key(trust.public_key.curve), dv.public_key.algorithm)
+    except CvcError:
+        return False
+    return True
+
+
+def _outer_verifies_with_cvca(request: AuthenticatedRequest, cvca: CvCertificate) -> bool:
+    tp = trust_point(cvca)
+    try:
+        request.verify_outer_signature(tp.public_key, tp.algorithm)
+    except CvcError:
+        return False
+    return True
+
+
+def test_dv_abroad_renewal_is_outer_signed_by_the_current_dv_key(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    ours, (_, uto) = _our_cvca(pki), _uto(pki)
+    first = _abroad(pki)
+    assert first["result"]["successive"] is False and first["result"]["authenticated_by"] == ours.chr
+    first_der = _utopia_certifies(pki, first)
+    _later(pki, 30)
+    second = _abroad(pki)["result"]
+    assert second["authenticated"] is True and second["successive"] is True
+    assert second["authenticated_by"] == first["result"]["chr"]
+    request = parse_request(unb64(second["cv_request"]))
+    assert isinstance(request, AuthenticatedRequest)
+    assert request.outer_car == first["result"]["chr"] and request.request.car == uto.chr
+    assert request.chr == second["chr"] != first["result"]["chr"]
+    # what Utopia checks (TR-03139 Table 2): the outer signature under the DV certificate it issued
+    assert _outer_verifies_with_dv(request, first_der, uto)
+    assert not _outer_verifies_with_cvca(request, ours)
+    # the new key's CHR keeps the holder mnemonic, so Utopia sees the same DV renewing itself
+    assert request.chr[:-5] == first["result"]["chr"][:-5]
+
+
+def test_dv_abroad_renewal_uses_the_newest_valid_dv_certificate(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    _, uto = _uto(pki)
+    first = _abroad(pki)
+    _utopia_certifies(pki, first)
+    _later(pki, 10)
+    second = _abroad(pki)
+    second_der = _utopia_certifies(pki, second)
+    _later(pki, 10)
+    third = parse_request(unb64(_abroad(pki)["result"]["cv_request"]))
+    assert isinstance(third, AuthenticatedRequest) and third.outer_car == second["result"]["chr"]
+    assert _outer_verifies_with_dv(third, second_der, uto)
+
+
+def test_dv_abroad_after_the_dv_certificate_expired_is_initial_again(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    ours = _our_cvca(pki)
+    first = _abroad(pki)
+    _utopia_certifies(pki, first, days=20)
+    with pki.world.store.transaction() as tx:
+        not_after = tx.certificate_by_chr(first["result"]["chr"]).not_after
+    pki.world.clock.set(not_after - timedelta(hours=1))  # the last hour of its validity: still successive
+    pki.world.import_crls()
+    assert _abroad(pki)["result"]["authenticated_by"] == first["result"]["chr"]
+    pki.world.clock.set(not_after + timedelta(seconds=1))
+    pki.world.import_crls()
+    again = _abroad(pki)["result"]
+    assert again["successive"] is False and again["authenticated_by"] == ours.chr
+    request = parse_request(unb64(again["cv_request"]))
+    assert isinstance(request, AuthenticatedRequest) and request.outer_car == ours.chr
+    assert _outer_verifies_with_cvca(request, ours)
+
+
+def test_dv_abroad_with_the_dv_key_unusable_is_initial(pki_sqlite: PkiWorld) -> None:
+    """A valid certificate whose key cannot sign (retired, e.g. with a revocation) does not make
+    the request successive: the request goes out initial, signed by our CVCA."""
+    pki = pki_sqlite
+    ours = _our_cvca(pki)
+    first = _abroad(pki)
+    _utopia_certifies(pki, first)
+    with pki.world.store.transaction() as tx:
+        tx.set_key_state(first["result"]["key_id"], KeyState.ACTIVE, KeyState.RETIRED, now=pki.world.clock.now())
+    result = _abroad(pki)["result"]
+    assert result["successive"] is False and result["authenticated_by"] == ours.chr
+
+
+def test_dv_abroad_with_the_dv_key_gone_from_the_hsm_is_initial(pki_sqlite: PkiWorld) -> None:
+    """The database still says active, the HSM no longer holds the key: it cannot sign, so the
+    request is initial rather than a failure."""
+    pki = pki_sqlite
+    ours = _our_cvca(pki)
+    first = _abroad(pki)
+    _utopia_certifies(pki, first)
+    pki.keystore.destroy(first["result"]["hsm_label"], reason="test: lost between the HSM and the database")
+    result = _abroad(pki)["result"]
+    assert result["successive"] is False and result["authenticated_by"] == ours.chr
+
+
+def test_scheduled_renewal_abroad_is_outer_signed_by_the_dv_due(pki_sqlite: PkiWorld) -> None:
+    """The DV renewal schedule renews our DV abroad through `submit_abroad` (a dv_request_abroad):
+    the request it produces is the successive one, authenticated by the certificate falling due."""
+    pki, world = pki_sqlite, pki_sqlite.world
+    first = _abroad(pki)
+    _utopia_certifies(pki, first, days=30)
+    with world.store.transaction() as tx:
+        due_row = tx.certificate_by_chr(first["result"]["chr"])
+        due_id, not_after = due_row.id, due_row.not_after
+        account = tx.add_operator(organisation_id=world["provider"].organisation_id, name="scheduler",
+                                  kind=OperatorKind.SERVICE_ACCOUNT, token_id="sched-abroad",
+                                  credential_hash="unused", now=world.clock.now()).id
+    world.clock.set(not_after - timedelta(days=10))
+    world.import_crls()
+    submitted: list[dict[str, Any]] = []
+
+    def submit_abroad(state: int, document_type: DocumentType, now: Any) -> str:
+        done = pki.flow("agency", "dv_request_abroad", document_type.value, {"foreign_state_organisation_id": state})
+        submitted.append(done["result"])
+        return f"request:{done['id']}"
+
+    renewals = FlowRenewals(world.client.app.state.services, account, submit_abroad=submit_abroad)
+    [(due, outcome)] = decisions.run_renewals(world.store, world.clock, Role.DVCA, renewals)
+    assert due.certificate_id == due_id and outcome.startswith("request:")
+    [renewal] = submitted
+    assert renewal["successive"] is True and renewal["authenticated_by"] == first["result"]["chr"]
+    request = parse_request(unb64(renewal["cv_request"]))
+    assert isinstance(request, AuthenticatedRequest) and request.outer_car == first["result"]["chr"]
+
+
+# --- foreign DV requests to us -------------------------------------------------------------------
+
+
+def _dv_key(pki: PkiWorld) -> Signer:
+    label = str(pki.keystore.next_label("uto", "dv"))
+    return pki.keystore.generate_key(label, "brainpoolP256r1")
+
+
+def _payload(request: bytes, state: int, validity_days: int | None = None) -> dict[str, Any]:
+    extra = {"validity_days": validity_days} if validity_days is not None else {}
+    return {"cv_request": b64(request), "foreign_state_organisation_id": state, **extra}
+
+
+def _initial_foreign_dv(pki: PkiWorld, chr: str, *, state: int | None = None, cvca: tuple[Signer, str] | None = None,
+                        validity_days: int | None = None) -> tuple[Signer, dict[str, Any]]:
+    """A foreign DV certified by our CVCA on its state's CVCA's word (default: Utopia's)."""
+    signer = _dv_key(pki)
+    outer_signer, outer_car = cvca or (pki.keystore.signer(pki.uto_cvca_label), pki.uto_cvca_chr)
+    inner = build_request(signer, chr=chr, car=_our_cvca(pki).chr)
+    request = build_authenticated_request(inner, outer_signer, outer_car=outer_car)
+    payload = _payload(request, state or pki.world["foreign"].organisation_id, validity_days)
+    return signer, pki.flow("agency", "foreign_dv_certificate", "passport", payload)["result"]
+
+
+def _successive(pki: PkiWorld, chr: str, current: Signer, current_chr: str, state: int | None = None) -> dict:
+    inner = build_request(_dv_key(pki), chr=chr, car=_our_cvca(pki).chr)
+    request = build_authenticated_request(inner, current, outer_car=current_chr)
+    return _payload(request, state or pki.world["foreign"].organisation_id)
+
+
+def test_foreign_dv_successive_request_authenticated_by_its_valid_certificate(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    ours = _our_cvca(pki)
+    current, _ = _initial_foreign_dv(pki, "UTDVVN00001")
+    _later(pki, 30)
+    payload = _successive(pki, "UTDVVN00002", current, "UTDVVN00001")
+    result = pki.flow("agency", "foreign_dv_certificate", "passport", payload)["result"]
+    dv = parse_cv(unb64(result["der"]))
+    assert dv.chr == "UTDVVN00002" and dv.car == ours.chr and dv.role is ChatRole.DV_FOREIGN
+    assert verify_chain_at(ours, [dv], pki.world.clock.now().date()).valid
+    # the state's CVCA still vouches for an initial request
+    _initial_foreign_dv(pki, "UTDVVN00003")
+    # a forged successive request: the outer CAR names the DV, another key signed it
+    forged = _successive(pki, "UTDVVN00004", _dv_key(pki), "UTDVVN00001")
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", forged)
+    assert detail.startswith("the foreign DV request does not verify") and "outer" in detail
+
+
+def test_foreign_dv_successive_refused_when_the_certificate_expired(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    current, first = _initial_foreign_dv(pki, "UTDVVN00001", validity_days=10)
+    with pki.world.store.transaction() as tx:
+        not_after = tx.certificate(first["certificate_id"]).not_after
+    pki.world.clock.set(not_after + timedelta(seconds=1))
+    pki.world.import_crls()
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", current, "UTDVVN00001"))
+    assert detail.startswith("the DV certificate UTDVVN00001 that authenticates the request is not valid now")
+    assert "must be an initial one, authenticated by the state's CVCA" in detail
+    # as an initial request again, on the state's CVCA's word, it is certified
+    _initial_foreign_dv(pki, "UTDVVN00002")
+
+
+def test_foreign_dv_successive_refused_when_the_certificate_is_revoked(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    current, first = _initial_foreign_dv(pki, "UTDVVN00001")
+    with pki.world.store.transaction() as tx:
+        tx.set_certificate_status(first["certificate_id"], CertificateStatus.ACTIVE, CertificateStatus.REVOKED)
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", current, "UTDVVN00001"))
+    assert detail.startswith("the DV certificate UTDVVN00001 that authenticates the request is revoked")
+
+
+def test_foreign_dv_successive_refused_for_another_holder_mnemonic(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    current, _ = _initial_foreign_dv(pki, "UTDVVN00001")
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVXX00002", current, "UTDVVN00001"))
+    assert detail.startswith("the request for UTDVXX00002 is authenticated by UTDVVN00001, a DV certificate of "
+                             "another holder")
+    # another country code with the same mnemonic is another holder too
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "ERDVVN00002", current, "UTDVVN00001"))
+    assert "a DV certificate of another holder" in detail
+
+
+def _erewhon(pki: PkiWorld) -> tuple[int, Signer, str]:
+    """A second foreign state with its own passport CVCA, registered."""
+    r = pki.client.post("/v1/organisations", json={"name": "Erewhon CVCA", "party_type": "foreign_state",
+                                                   "country": "ERE"}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    state = r.json()["id"]
+    label = str(pki.keystore.next_label("ere", "cvca"))
+    signer = pki.keystore.generate_key(label, "brainpoolP256r1")
+    chr = f"ERCVCA{int(label[-5:]):05d}"
+    today = pki.world.clock.now().date()
+    der = build_cvca_certificate(signer, chr=chr, effective_date=today, expiration_date=cv_max_expiration(today, 36),
+                                 document_type="passport")
+    r = pki.client.post(f"/v1/organisations/{state}/cvca", json={"der": b64(der)}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    return state, signer, chr
+
+
+def test_foreign_dv_successive_refused_with_a_certificate_of_another_state(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    erewhon, ere_signer, ere_chr = _erewhon(pki)
+    ere_dv, _ = _initial_foreign_dv(pki, "ERDVVN00001", state=erewhon, cvca=(ere_signer, ere_chr))
+    # brought in as Utopia's: Erewhon's DV certificate does not speak for Utopia, even for its own holder
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "ERDVVN00002", ere_dv, "ERDVVN00001"))
+    assert detail == ("outer CAR ERDVVN00001 is a DV certificate we issued to Erewhon CVCA, not to Utopia CVCA; "
+                      "a successive request is authenticated by the DV's own certificate")
+    # brought in as Erewhon's, it is certified
+    result = pki.flow("agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "ERDVVN00003", ere_dv, "ERDVVN00001", state=erewhon))["result"]
+    assert result["chr"] == "ERDVVN00003"
+
+
+def test_foreign_dv_successive_refused_with_a_certificate_of_the_other_document_type(pki_sqlite: PkiWorld) -> None:
+    """Utopia's ID-card DV certificate from us does not vouch for a passport DV's key."""
+    pki = pki_sqlite
+    ours_id = pki.ceremony(kind="cvca", document_type="idcard")
+    label = str(pki.keystore.next_label("uto", "cvca"))
+    id_signer = pki.keystore.generate_key(label, "brainpoolP256r1")
+    id_chr = f"UTCVCI{int(label[-5:]):05d}"
+    today = pki.world.clock.now().date()
+    id_der = build_cvca_certificate(id_signer, chr=id_chr, effective_date=today,
+                                    expiration_date=cv_max_expiration(today, 36), document_type="idcard")
+    r = pki.client.post(f"/v1/organisations/{pki.world['foreign'].organisation_id}/cvca",
+                        json={"der": b64(id_der), "document_type": "idcard"}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    id_dv = _dv_key(pki)
+    inner = build_request(id_dv, chr="UTDVVN00001", car=ours_id["chr"])
+    request = build_authenticated_request(inner, id_signer, outer_car=id_chr)
+    pki.flow("idcard_agency", "foreign_dv_certificate", "idcard",
+             _payload(request, pki.world["foreign"].organisation_id))
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", id_dv, "UTDVVN00001"))
+    assert detail == "outer CAR UTDVVN00001 is a DV certificate for ID cards, not for passports"
+
+
+def test_foreign_dv_outer_car_neither_cvca_nor_our_dv_refused(pki_sqlite: PkiWorld) -> None:
+    pki = pki_sqlite
+    # our own domestic DV is not a DV of Utopia's
+    domestic = pki.ceremonies["passport_dvca"]["chr"]
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", _dv_key(pki), domestic))
+    assert detail.startswith(f"outer CAR {domestic} is a DV certificate we issued to ")
+    assert detail.endswith("not to Utopia CVCA; a successive request is authenticated by the DV's own certificate")
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _successive(pki, "UTDVVN00002", _dv_key(pki), "UTDVVN00001"))
+    assert detail == ("outer CAR UTDVVN00001 is neither a CVCA of Utopia CVCA registered for passports (initial "
+                      "request) nor a DV certificate our CVCA issued to it (successive request)")
+
+
+# --- the trust point of a certificate for our DV abroad ------------------------------------------
+
+
+def test_import_picks_the_root_that_the_car_leads_to(pki_sqlite: PkiWorld) -> None:
+    """Utopia re-keyed without a link certificate: two self-signed passport roots registered.
+    Our request goes to the newest; its certificate verifies against that root, not the first."""
+    pki = pki_sqlite
+    label = str(pki.keystore.next_label("uto", "cvca"))
+    signer = pki.keystore.generate_key(label, "brainpoolP256r1")
+    today = pki.world.clock.now().date()
+    root2 = build_cvca_certificate(signer, chr=f"UTCVCB{int(label[-5:]):05d}", effective_date=today,
+                                   expiration_date=cv_max_expiration(today, 36), document_type="passport")
+    r = pki.client.post(f"/v1/organisations/{pki.world['foreign'].organisation_id}/cvca",
+                        json={"der": b64(root2)}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    done = _abroad(pki)
+    assert done["result"]["car"] == parse_cv(root2).chr
+    der = build_dv_certificate(signer, parse_cv(root2), unb64(done["result"]["cv_request"]), domestic=False,
+                               effective_date=today, expiration_date=today + timedelta(days=80),
+                               document_type="passport")
+    r = pki.client.post("/v1/cv/foreign-certificates", json={"request_id": done["id"], "der": b64(der)},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    assert r.json()["chr"] == done["result"]["chr"] and r.json()["issuer"] == parse_cv(root2).chr
+    # and the next request is successive, authenticated by that certificate
+    assert _abroad(pki)["result"]["authenticated_by"] == done["result"]["chr"]
+
+
+def test_import_signed_by_the_other_root_refused(pki_sqlite: PkiWorld) -> None:
+    """The CAR names the second root, the signature is the first root's: refused."""
+    pki = pki_sqlite
+    label = str(pki.keystore.next_label("uto", "cvca"))
+    signer = pki.keystore.generate_key(label, "brainpoolP256r1")
+    today = pki.world.clock.now().date()
+    root2 = parse_cv(build_cvca_certificate(signer, chr=f"UTCVCB{int(label[-5:]):05d}", effective_date=today,
+                                            expiration_date=cv_max_expiration(today, 36), document_type="passport"))
+    r = pki.client.post(f"/v1/organisations/{pki.world['foreign'].organisation_id}/cvca",
+                        json={"der": b64(root2.encoded)}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    done = _abroad(pki)
+    uto_signer, _ = _uto(pki)
+    # a certificate naming root2 as CAR but signed by the first root's key
+    impostor = parse_cv(build_cvca_certificate(uto_signer, chr=root2.chr, effective_date=today,
+                                               expiration_date=root2.expiration_date, document_type="passport"))
+    der = build_dv_certificate(uto_signer, impostor, unb64(done["result"]["cv_request"]), domestic=False,
+                               effective_date=today, expiration_date=today + timedelta(days=80),
+                               document_type="passport")
+    r = pki.client.post("/v1/cv/foreign-certificates", json={"request_id": done["id"], "der": b64(der)},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"the certificate does not verify against {root2.chr}")
+
+
+# --- interop: tools nobody here wrote ---------------------------------------------------------------
+
+
+def _openssl_verifies_outer(request: AuthenticatedRequest, dv_der: bytes, trust: CvCertificate, tmp: Path) -> bool:
+    """OpenSSL checks the outer ECDSA signature (plain r||s, TR-03111) over TLV(7F21) || TLV(42)
+    with the public key of the DV certificate named by the outer CAR."""
+    dv = parse_cv(dv_der)
+    key = dv.public_key.public_key(trust.public_key.curve)
+    assert isinstance(key, EcPublicKey) and dv.public_key.algorithm.label.endswith("SHA-256")
+    spki = ec.EllipticCurvePublicKey.from_encoded_point(key.curve.cryptography_curve(), key.point)
+    (tmp / "dv.pem").write_bytes(spki.public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp / "signed.bin").write_bytes(request.outer_signed_data)
+    (tmp / "outer.sig").write_bytes(plain_to_der(request.outer_signature))
+    proc = run("openssl", "dgst", "-sha256", "-verify", "dv.pem", "-signature", "outer.sig", "signed.bin", cwd=tmp)
+    return proc.returncode == 0 and "Verified OK" in proc.stdout
+
+
+def _cvc_print(args: list[str | Path], tmp: Path) -> str:
+    proc = run("cvc-print", *args, cwd=tmp)
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.mark.openpace
+@pytest.mark.openssl
+def test_successive_requests_checked_by_openssl_and_cvc_print(pki_sqlite: PkiWorld, tmp_path: Path) -> None:
+    """This OpenPACE's cvc-print cannot parse an authenticated request (67) at all, so OpenSSL
+    checks the outer signatures, and cvc-print the inner request and the certificate issued."""
+    require_openpace()
+    pki = pki_sqlite
+    pki.world.clock.set(SystemClock().now())  # cvc-print checks validity against the real date
+    pki.world.import_crls()
+    ours, (_, uto) = _our_cvca(pki), _uto(pki)
+    # a foreign DV's successive request, certified by our CVCA
+    current, _ = _initial_foreign_dv(pki, "UTDVVN77001")
+    payload = _successive(pki, "UTDVVN77002", current, "UTDVVN77001")
+    request = parse_request(unb64(payload["cv_request"]))
+    assert isinstance(request, AuthenticatedRequest)
+    result = pki.flow("agency", "foreign_dv_certificate", "passport", payload)["result"]
+    with pki.world.store.transaction() as tx:
+        first_der = tx.certificate_by_chr("UTDVVN77001").der
+    assert _openssl_verifies_outer(request, first_der, ours, tmp_path)
+    (tmp_path / "inner.cvreq").write_bytes(request.request.encoded)
+    assert _cvc_print(["--csr", "inner.cvreq"], tmp_path) == "certificate request verified"
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / ours.chr).write_bytes(ours.encoded)  # issuers are found by files named after their CHR
+    (tmp_path / "renewed.cvcert").write_bytes(unb64(result["der"]))
+    assert _cvc_print(["--cvc", "renewed.cvcert", "--cvc-dir", trust], tmp_path) == "certificate verified"
+    # our DV abroad: the renewal's outer signature verifies under the certificate Utopia issued
+    first = _abroad(pki)
+    dv_der = _utopia_certifies(pki, first)
+    renewal = parse_request(unb64(_abroad(pki)["result"]["cv_request"]))
+    assert isinstance(renewal, AuthenticatedRequest) and renewal.outer_car == first["result"]["chr"]
+    assert _openssl_verifies_outer(renewal, dv_der, uto, tmp_path)
+    # and OpenSSL can say no: the same signature checked against the other DV's key
+    assert not _openssl_verifies_outer(renewal, first_der, ours, tmp_path)
