@@ -12,14 +12,15 @@ verification under the DS certificate's key, assembly) while the service signs c
 
 With the service's signing thread doing nothing but sign, it becomes the bottleneck on a
 machine whose CPUs also run the software HSM, while the worker has time left.  So the worker
-also signs the tail of each middle chunk (`DsSigningService._delegate`: as many items as it
-keeps up with) through its own login to the token: the service sends its key store's
-configuration (`KeyStoreConfig`; the PIN is read here from its source, an environment
-variable or a file, never sent) and shares work only once the login has worked.  The service
-reserves and counts those slots and checks the key's usage window for them with the injected
-clock, with a margin (`DELEGATION_MARGIN`); the worker signs only until that margin has passed
-on the machine's monotonic clock, so a stalled worker cannot sign on a stale check.  Its
-answer says how many signatures it made: those are counted, the rest given back.
+also signs the tail of each chunk but the last two (`DsSigningService._delegate`: as many
+items as it keeps up with; at the batch's end it is busy verifying) through its own login to
+the token: the service sends its key store's configuration (`KeyStoreConfig`; the PIN is read
+here from its source, an environment variable or a file, never sent) and shares work only
+once the login has worked.  The service reserves and counts those slots and checks the key's
+usage window for them with the injected clock, with a margin (`DELEGATION_MARGIN`); the
+worker signs only until that margin has passed on the machine's monotonic clock, so a stalled
+worker cannot sign on a stale check.  Its answer says how many signatures it made: those are
+counted, the rest given back.
 
 The guarantee is the inline path's: a SOD leaves only once its signature has been verified.
 The worker is a fresh interpreter (no inherited PKCS#11 session or database connection; it
@@ -71,7 +72,7 @@ from typing import Any
 
 #: how long the service waits for one answer before it gives the worker up
 ANSWER_TIMEOUT = 60.0
-#: socket buffers: a chunk's answer (64 SODs) is ~130 kB, a chunk of data groups can be megabytes
+#: socket buffers: a chunk's answer (128 SODs) is ~260 kB, a chunk of data groups can be megabytes
 _BUFFER = 4 << 20
 _READ = 256 << 10
 _HEADER = struct.Struct("!I")

@@ -1,4 +1,4 @@
-"""The SOD worker signs a share of each middle chunk with its own login to the token: counted and
+"""The SOD worker signs a share of each chunk but the last two with its own login to the token: counted and
 window-checked by the service first, verified like every other signature, never after the
 service's check has gone stale, and nothing unverified or uncounted leaves when it fails."""
 
@@ -64,6 +64,25 @@ def test_worker_signs_a_share_counted_exactly_and_every_sod_verifies(sworld: Sig
         svc.close()
     [usage] = usage_report(sworld.store)
     assert (usage.signed, usage.reserved_unused) == (203, 0)
+
+
+def test_worker_shares_the_first_chunk_too(sworld: SigningWorld) -> None:
+    """While the service signs a batch's first chunk the worker has nothing to verify yet, so
+    it signs the chunk's tail; the last two chunks stay the service's."""
+    sworld.issuer.issue(DocumentType.PASSPORT)
+    svc = _service(sworld)
+    try:
+        _worker_up(svc)
+        before = svc.worker_signed
+        # chunks of 4, 16 and 16 (`verify_chunk=16`): only the first may be shared
+        out = svc.sign_batch("passport", [SodInput(data_groups(i)) for i in range(3, 39)])
+        assert 0 < svc.worker_signed - before <= 2  # at most half of the first chunk
+        assert len(out) == 36
+        _verify_all(sworld, out, 3)
+    finally:
+        svc.close()
+    [usage] = usage_report(sworld.store)
+    assert (usage.signed, usage.reserved_unused) == (39, 0)
 
 
 def test_no_share_when_the_usage_window_ends_within_the_margin(sworld: SigningWorld) -> None:
