@@ -22,9 +22,10 @@ from sqlalchemy import select
 from icao_pki.policy import DocumentType, Role
 from lifecycle_api.auth import Caller, operator_caller
 from lifecycle_api.ceremonies import CEREMONY, propose
+from lifecycle_api.certificate_flows import DV_ABROAD
 from lifecycle_api.services import Services
 from lifecycle_api.signing.is_renewal import HsmIsRenewal
-from lifecycle_api.store import Certificate, Request, RequestState
+from lifecycle_api.store import Certificate, Request, RequestState, StoreTx
 
 from .decisions import CSCA_ADVANCE_NOTICE, CaRolloverDue, CaRolloverNotices, RenewalDue, RenewalNotices
 
@@ -75,14 +76,16 @@ class FlowRenewals:
       (once) by the Provider's service account; an officer approves.
     * Our DV abroad (issued by a foreign CVCA): the Agency's ``dv_request_abroad`` request is
       the outbound request queued for that state — submitted through `submit_abroad` when the
-      deployment gives one (the Agency's signature), otherwise the Agency and Provider are
-      notified with the foreign state named.  While the certificate falling due is still
+      deployment gives one and it can sign as the Agency (`icao-pki serve`:
+      `AgencyFlowRequester.submit_dv_abroad`, the Agency's centrally held key), otherwise the
+      Agency and Provider are notified with the foreign state named.  While the certificate falling due is still
       valid, that request is a successive one, outer-signed by its DV key (TR-03139 Table 2).
     """
 
     services: Services
     provider_operator_id: int
-    submit_abroad: Callable[[int, DocumentType, datetime], str] | None = None
+    #: (foreign state, document type, now) → a reference, or None when it cannot sign (notices then)
+    submit_abroad: Callable[[int, DocumentType, datetime], str | None] | None = None
     is_renewal: HsmIsRenewal | None = None
 
     def request_renewal(self, due: RenewalDue, now: datetime) -> str:
@@ -101,10 +104,28 @@ class FlowRenewals:
             ).first()  # fmt: skip
             ours = issuer is not None and issuer.key_id is not None
             foreign_state = None if issuer is None else issuer.organisation_id
+            pending = None if ours or foreign_state is None else _abroad_requested_since(tx, row, foreign_state)
         if ours:
             key_due = CaRolloverDue(0, Role.DVCA, due.document_type, due.subject, due.not_after)
             proposer = CeremonyProposer(self.services, self.provider_operator_id)
             return proposer.propose_once("dvca", key_due, now)
+        if pending is not None:  # the foreign state has not answered yet: one request per renewal
+            return f"already-requested:{pending}"
         if self.submit_abroad is not None and foreign_state is not None:
-            return self.submit_abroad(foreign_state, due.document_type, now)
+            submitted = self.submit_abroad(foreign_state, due.document_type, now)
+            if submitted is not None:
+                return submitted
         return RenewalNotices(store).request_renewal(due, now)
+
+
+def _abroad_requested_since(tx: StoreTx, due: Certificate, foreign_state: int) -> str | None:
+    """A ``dv_request_abroad`` to that state for the due certificate's document type made after
+    the certificate was installed and not rejected: the renewal already asked for (its answer
+    is the foreign state's, days away), so the hourly schedule does not ask again.  A rejected
+    one is retried."""
+    rows = tx.session.scalars(
+        select(Request).where(Request.request_type == DV_ABROAD, Request.document_type == due.document_type,
+                              Request.created_at > due.created_at, Request.state != RequestState.REJECTED)
+        .order_by(Request.created_at)
+    ).all()  # fmt: skip
+    return next((r.id for r in rows if r.payload.get("foreign_state_organisation_id") == foreign_state), None)

@@ -76,8 +76,14 @@ def job_context(
     # the sign component the service's flows use (journal, verify); one on `keystore` otherwise
     authority = services.authority or Authority(services.store, keystore, services.clock, services.settings.policy)
     successor = None
-    if agency_operator_ids:
-        successor = ByDocumentType({doc: AgencyFlowRequester(services, op) for doc, op in agency_operator_ids.items()})
+    agencies = {doc: AgencyFlowRequester(services, op) for doc, op in (agency_operator_ids or {}).items()}
+    if agencies:
+        successor = ByDocumentType(agencies)
+
+    def submit_abroad(foreign_state_id: int, document_type: DocumentType, now: datetime) -> str | None:
+        """Our DV's renewal abroad, requested by the Agency of its document type (None: notices)."""
+        agency = agencies.get(DocumentType(document_type))
+        return None if agency is None else agency.submit_dv_abroad(foreign_state_id, document_type, now)
     deliver = None
     if payload_signer is not None:
         settings = services.settings
@@ -89,7 +95,8 @@ def job_context(
     return JobContext(
         store=services.store, clock=services.clock, policy=services.settings.policy, keystore=keystore,
         successor=successor, thresholds=thresholds or RolloverThresholds(),
-        renewals=(FlowRenewals(services, provider_operator_id, is_renewal=HsmIsRenewal(services, authority))
+        renewals=(FlowRenewals(services, provider_operator_id, submit_abroad=submit_abroad if agencies else None,
+                               is_renewal=HsmIsRenewal(services, authority))
                   if provider_operator_id is not None else None),
         ca_rollover=CeremonyProposer(services, provider_operator_id) if provider_operator_id is not None else None,
         crl_issuer=HsmCrlIssuer(authority, next_update=services.settings.crl_next_update),

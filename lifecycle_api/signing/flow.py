@@ -47,7 +47,7 @@ from icao_pki.policy import DocumentType, Role
 
 from ..auth import Caller, operator_caller
 from ..authority import Signed
-from ..certificate_flows import DS, create_ds_key, ds_subject
+from ..certificate_flows import DS, DV_ABROAD, create_ds_key, ds_subject
 from ..csr import build_csr, parse_and_verify_csr
 from ..hierarchy import authority_of
 from ..services import Services
@@ -206,6 +206,30 @@ class AgencyFlowRequester:
         # auto-act list: the successor is issued now, end to end; otherwise it waits in the queues
         after_countersigned(self.services, request_id)
         return request_id
+
+    def submit_dv_abroad(self, foreign_state_organisation_id: int, document_type: DocumentType,
+                         now: datetime) -> str | None:
+        """Our DV's renewal abroad, as this Agency's ``dv_request_abroad`` request: the outbound
+        request the DV renewal schedule queues for the foreign state (`schedules.actors.FlowRenewals`).
+
+        Signed like the DS successor's request (the Agency's centrally held key or the injected
+        `sign_document`), then countersigned and acted on as the policies say; the Provider's act
+        makes the CV request, outer-signed by the DV certificate falling due (TR-03139 Table 2).
+        None when no Agency signature is available here: the schedule then notifies the Agency
+        and the Provider instead."""
+        caller = self._caller()
+        sign = self._signer(caller, now)
+        if sign is None:
+            return None
+        content = {"kind": "request", "organisation_id": caller.organisation_id, "request_type": DV_ABROAD,
+                   "document_type": DocumentType(document_type).value,
+                   "payload": {"foreign_state_organisation_id": foreign_state_organisation_id},
+                   "nonce": secrets.token_hex(8)}
+        document = sign(json.dumps(content, ensure_ascii=False).encode(), now)
+        with self.services.store.transaction() as tx:
+            request_id = submit_request(tx, self.services, caller, document).id
+        after_countersigned(self.services, request_id)
+        return f"request:{request_id}"
 
 
 def _ok(_: object) -> None:

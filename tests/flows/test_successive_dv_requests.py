@@ -220,6 +220,62 @@ def test_scheduled_renewal_abroad_is_outer_signed_by_the_dv_due(pki_sqlite: PkiW
     assert isinstance(request, AuthenticatedRequest) and request.outer_car == first["result"]["chr"]
 
 
+def test_serve_schedules_renew_our_dv_abroad_as_the_agency(pki_sqlite: PkiWorld,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`icao-pki serve`'s wiring (`job_context` with the Agencies' operators): the DV renewal
+    schedule submits the Agency's dv_request_abroad itself, signed as the Agency (its centrally
+    held key; here its test key in that place); without an Agency signature it notifies."""
+    from sqlalchemy import select
+
+    import lifecycle_api.signing.flow as flow
+    from lifecycle_api.store import Operator, Request
+    from schedules.runtime import job_context
+
+    pki, world = pki_sqlite, pki_sqlite.world
+    first = _abroad(pki)
+    _utopia_certifies(pki, first, days=30)
+    services = world.client.app.state.services
+    with world.store.transaction() as tx:
+        not_after = tx.certificate_by_chr(first["result"]["chr"]).not_after
+        account = tx.add_operator(organisation_id=world["provider"].organisation_id, name="scheduler",
+                                  kind=OperatorKind.SERVICE_ACCOUNT, token_id="sched-serve",
+                                  credential_hash="unused", now=world.clock.now()).id
+        agency_operator = tx.session.scalars(
+            select(Operator.id).where(Operator.organisation_id == world["agency"].organisation_id)).first()
+    world.clock.set(not_after - timedelta(days=10))
+    world.import_crls()
+    ctx = job_context(services, pki.keystore, provider_operator_id=account,
+                      agency_operator_ids={DocumentType.PASSPORT: agency_operator})
+    # no centrally held Agency key in this world: the schedule can only notify
+    [(_, outcome)] = decisions.run_renewals(world.store, world.clock, Role.DVCA, ctx.renewals)
+    assert outcome == "noticed"
+
+    def agency_signs(services: Any, organisation_id: int, now: Any) -> Any:
+        assert organisation_id == world["agency"].organisation_id
+        return lambda content, when: unb64(world.sign("agency", content, at=when))
+
+    monkeypatch.setattr(flow, "central_document_signer", agency_signs)
+    [(_, outcome)] = decisions.run_renewals(world.store, world.clock, Role.DVCA, ctx.renewals)
+    assert outcome.startswith("request:")
+    request_id = outcome.removeprefix("request:")
+    with world.store.transaction() as tx:
+        row = tx.session.get(Request, request_id)
+        assert row is not None and row.request_type == "dv_request_abroad"
+        assert row.applicant_organisation_id == world["agency"].organisation_id
+    if world.client.get(f"/v1/requests/{request_id}", headers=pki.headers("provider")).json()["state"] != "completed":
+        assert world.countersign(request_id).status_code == 200
+        assert world.act(request_id).status_code == 200
+    done = world.client.get(f"/v1/requests/{request_id}", headers=pki.headers("provider")).json()
+    assert done["state"] == "completed"
+    assert done["result"]["successive"] is True and done["result"]["authenticated_by"] == first["result"]["chr"]
+    # the next runs, before Utopia answers, do not ask again (nor generate another DV key)
+    world.clock.advance(hours=1)
+    [(_, outcome)] = decisions.run_renewals(world.store, world.clock, Role.DVCA, ctx.renewals)
+    assert outcome == f"already-requested:{request_id}"
+    with world.store.transaction() as tx:
+        assert len(tx.session.scalars(select(Request).where(Request.request_type == "dv_request_abroad")).all()) == 2
+
+
 # --- foreign DV requests to us -------------------------------------------------------------------
 
 
