@@ -78,8 +78,9 @@ class FlowRenewals:
       the outbound request queued for that state — submitted through `submit_abroad` when the
       deployment gives one and it can sign as the Agency (`icao-pki serve`:
       `AgencyFlowRequester.submit_dv_abroad`, the Agency's centrally held key), otherwise the
-      Agency and Provider are notified with the foreign state named.  While the certificate falling due is still
-      valid, that request is a successive one, outer-signed by its DV key (TR-03139 Table 2).
+      Agency and Provider are notified with the foreign state named; once per renewal
+      (`_abroad_requested_since`).  While the certificate falling due is still valid, that
+      request is a successive one, outer-signed by its DV key (TR-03139 Table 2).
     """
 
     services: Services
@@ -121,7 +122,7 @@ class FlowRenewals:
 def _abroad_requested_since(tx: StoreTx, due: Certificate, foreign_state: int) -> str | None:
     """A ``dv_request_abroad`` to that state for the due certificate's document type made after
     the certificate was installed and not rejected: the renewal already asked for (its answer
-    is the foreign state's, days away), so the hourly schedule does not ask again.  A rejected
+    is the foreign state's, days away), so the next runs of the schedule do not ask again.  A rejected
     one is retried."""
     rows = tx.session.scalars(
         select(Request).where(Request.request_type == DV_ABROAD, Request.document_type == due.document_type,
