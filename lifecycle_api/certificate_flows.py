@@ -715,18 +715,22 @@ class _ForeignDvOuterKey:
 def _outer_by_state_cvca(tx: StoreTx, state_id: int, request: AuthenticatedRequest, doc: DocumentType,
                          today: date) -> _ForeignDvOuterKey:
     """Initial request: outer-signed by the state's CVCA registered for `doc` (through its links)."""
-    outer_row = _registered_cvca(tx, state_id, request.outer_car, doc)
-    outer_chain = cv_chain(tx, outer_row)
+    outer_chain = cv_chain(tx, _registered_cvca(tx, state_id, request.outer_car, doc))
     if not outer_chain.chain:
         tp = trust_point(outer_chain.trust)
         return _ForeignDvOuterKey(tp.public_key, tp.algorithm, successive=False)
-    report = check_chain_at(outer_chain.trust, outer_chain.chain, today)
+    key, algorithm = _end_of_chain_key(outer_chain, today, f"the foreign CVCA chain to {request.outer_car}")
+    return _ForeignDvOuterKey(key, algorithm, successive=False)
+
+
+def _end_of_chain_key(chain: CvChain, today: date, what: str, **data: Any) -> tuple[Any, Any]:
+    """The public key and algorithm of the chain's last certificate, once the chain is valid
+    today (refused naming `what` otherwise), on the domain parameters it inherits."""
+    report = check_chain_at(chain.trust, chain.chain, today)
     if report.findings:
-        raise InvalidInput(f"the foreign CVCA chain to {request.outer_car} is not valid today",
-                           findings=[f.message for f in report.findings])
-    last = outer_chain.chain[-1]
-    return _ForeignDvOuterKey(last.public_key.public_key(outer_chain.trust.public_key.curve),
-                              last.public_key.algorithm, successive=False)
+        raise InvalidInput(f"{what} is not valid today", findings=[f.message for f in report.findings], **data)
+    last = chain.chain[-1]
+    return last.public_key.public_key(_issuing_curve(chain)), last.public_key.algorithm
 
 
 def _same_holder(new_chr: str, current_chr: str) -> bool:
@@ -782,14 +786,9 @@ def _outer_by_current_dv(tx: StoreTx, state_id: int, request: AuthenticatedReque
     if request.chr == car:
         raise InvalidInput(f"the request reuses the CHR {car} of the certificate that authenticates it; "
                            "a new key needs a new sequence number", chr=request.chr)
-    chain = cv_chain(tx, row)
-    report = check_chain_at(chain.trust, chain.chain, now.date())
-    if report.findings:
-        raise InvalidInput(f"the DV certificate {car} that authenticates the request is not valid today",
-                           findings=[f.message for f in report.findings], outer_car=car)
-    current = chain.chain[-1]
-    return _ForeignDvOuterKey(current.public_key.public_key(_issuing_curve(chain)), current.public_key.algorithm,
-                              successive=True)
+    key, algorithm = _end_of_chain_key(cv_chain(tx, row), now.date(),
+                                       f"the DV certificate {car} that authenticates the request", outer_car=car)
+    return _ForeignDvOuterKey(key, algorithm, successive=True)
 
 
 def _issued_by_our_cvca(tx: StoreTx, row: Certificate) -> bool:

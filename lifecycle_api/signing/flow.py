@@ -192,18 +192,29 @@ class AgencyFlowRequester:
                 if csr_op is not None:
                     authority_of(self.services).commit(tx, csr_op.operation_id)
             return f"key:{key['key_id']}"
-        content = {"kind": "request", "organisation_id": caller.organisation_id, "request_type": DS,
-                   "document_type": doc.value, "payload": payload, "nonce": secrets.token_hex(8)}
-        document = sign(json.dumps(content, ensure_ascii=False).encode(), now)
-        with self.services.store.transaction() as tx:
-            request_id = submit_request(tx, self.services, caller, document).id
+
+        def resumed(tx: StoreTx, request_id: str) -> None:
             if csr_op is not None:
                 authority_of(self.services).commit(tx, csr_op.operation_id)
                 tx.append_audit(at=now, action="ds.rollover_resumed", entity_type="key", entity_id=key["key_id"],
                                 details={"request_id": request_id, "hsm_label": key["hsm_label"]},
                                 actor_organisation_id=caller.organisation_id)  # fmt: skip
-        # countersigned automatically (Cơ yếu policy) and ds_certificate in the Provider's
-        # auto-act list: the successor is issued now, end to end; otherwise it waits in the queues
+
+        return self._file(caller, sign, DS, doc, payload, now, resumed)
+
+    def _file(self, caller: Caller, sign: SignDocument, request_type: str, doc: DocumentType,
+              payload: dict[str, Any], now: datetime,
+              also: Callable[[StoreTx, str], None] | None = None) -> str:
+        """Sign and submit a request as the Agency (`also` runs in the submission's transaction),
+        then let it go on: countersigned automatically (Cơ yếu policy) and acted on at once when
+        its type is in the Provider's auto-act list; otherwise it waits in the queues."""
+        content = {"kind": "request", "organisation_id": caller.organisation_id, "request_type": request_type,
+                   "document_type": doc.value, "payload": payload, "nonce": secrets.token_hex(8)}
+        document = sign(json.dumps(content, ensure_ascii=False).encode(), now)
+        with self.services.store.transaction() as tx:
+            request_id = submit_request(tx, self.services, caller, document).id
+            if also is not None:
+                also(tx, request_id)
         after_countersigned(self.services, request_id)
         return request_id
 
@@ -221,15 +232,8 @@ class AgencyFlowRequester:
         sign = self._signer(caller, now)
         if sign is None:
             return None
-        content = {"kind": "request", "organisation_id": caller.organisation_id, "request_type": DV_ABROAD,
-                   "document_type": DocumentType(document_type).value,
-                   "payload": {"foreign_state_organisation_id": foreign_state_organisation_id},
-                   "nonce": secrets.token_hex(8)}
-        document = sign(json.dumps(content, ensure_ascii=False).encode(), now)
-        with self.services.store.transaction() as tx:
-            request_id = submit_request(tx, self.services, caller, document).id
-        after_countersigned(self.services, request_id)
-        return f"request:{request_id}"
+        payload = {"foreign_state_organisation_id": foreign_state_organisation_id}
+        return f"request:{self._file(caller, sign, DV_ABROAD, DocumentType(document_type), payload, now)}"
 
 
 def _ok(_: object) -> None:
