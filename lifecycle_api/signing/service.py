@@ -510,10 +510,10 @@ class DsSigningService:
         released = released or {}
         with self.store.transaction() as tx:
             for key_id in {**made, **released}:
-                tx.settle_signatures(key_id, used=made.get(key_id, 0), released=released.get(key_id, 0))
+                spent = tx.settle_signatures(key_id, used=made.get(key_id, 0), released=released.get(key_id, 0))
                 # while we hold slots of a key, not all of its signatures can have been made
                 holding = lease is not None and lease.key.key_id == key_id and lease.reserved > 0
-                if not holding and keyq.retire_if_spent(tx, key_id):
+                if spent and not holding and keyq.retire_if_spent(tx, key_id):
                     tx.append_audit(at=now, action="ds_key.retired", entity_type="key", entity_id=key_id,
                                     details={"reason": "signature budget spent"})
             if lease is not None and lease.watch_older:

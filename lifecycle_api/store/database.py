@@ -64,6 +64,7 @@ _SETTLE = (
     .where(_KEYS.id == bindparam("key_id"), _KEYS.signatures_reserved >= bindparam("total"))
     .values(signatures_reserved=_KEYS.signatures_reserved - bindparam("total"),
             signatures_used=_KEYS.signatures_used + bindparam("used"))
+    .returning(_KEYS.signatures_used, _KEYS.max_signatures)
 )  # fmt: skip
 
 
@@ -489,12 +490,17 @@ class StoreTx:
             self.session.expire(loaded, ["signatures_used", "signatures_reserved"])
         return result
 
-    def settle_signatures(self, key_id: int, *, used: int, released: int = 0) -> None:
-        """Turn reserved signatures into used ones (`used`) or give them back (`released`)."""
+    def settle_signatures(self, key_id: int, *, used: int, released: int = 0) -> bool:
+        """Turn reserved signatures into used ones (`used`) or give them back (`released`).
+
+        Returns whether every signature of the key's budget is now made: only then can the key
+        be retired, so the signing service's per-batch settle asks nothing more of the database
+        in the usual case (the counters come back from the same UPDATE)."""
         total = used + released
-        result = self._counter_update(_SETTLE, key_id=key_id, total=total, used=used)
-        if result.rowcount != 1:
+        row = self._counter_update(_SETTLE, key_id=key_id, total=total, used=used).first()
+        if row is None:
             raise StaleState(f"key {key_id} has fewer than {total} reserved signatures", key_id=key_id)
+        return row.max_signatures is not None and row.signatures_used >= row.max_signatures
 
     def add_certificate(self, **fields: Any) -> Certificate:
         row = Certificate(status=CertificateStatus.ACTIVE, **fields)

@@ -67,16 +67,17 @@ def test_store_reserve_signatures_stops_at_max(store: Store) -> None:
     key_id = _ds_key(store, max_signatures=3)
     with store.transaction() as tx:
         tx.reserve_signatures(key_id, 2)
-        tx.settle_signatures(key_id, used=2)
+        assert tx.settle_signatures(key_id, used=2) is False  # 2 of 3 made: not spent
         tx.reserve_signatures(key_id, 1)
     with pytest.raises(CounterExhausted) as info, store.transaction() as tx:
         tx.reserve_signatures(key_id, 1)
     assert info.value.data["used"] == 2 and info.value.data["reserved"] == 1
     with store.transaction() as tx:
-        tx.settle_signatures(key_id, used=0, released=1)
+        assert tx.settle_signatures(key_id, used=0, released=1) is False
         tx.reserve_signatures(key_id, 1)
         key = tx.key(key_id)
         assert (key.signatures_used, key.signatures_reserved) == (2, 1)
+        assert tx.settle_signatures(key_id, used=1) is True  # the 3rd of 3: every signature made
 
 
 def test_store_counter_updates_refresh_a_key_loaded_in_the_same_transaction(store: Store) -> None:
