@@ -25,7 +25,8 @@ Request types (payload fields; every binary value base64):
   mnemonic, new sequence number); the Provider issues a foreign-DV certificate (role 01)
   from our CVCA.  The requested CHR must start with the state's country code and be new: a
   CHR any certificate here holds (active, expired or revoked), or that an earlier request of
-  the state still pending asks for, is refused.
+  the state still pending asks for, is refused.  The result names the outer CAR
+  (``authenticated_by``) and ``successive``.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
   generates our DV key and its CV request to that state's newest CVCA of the request's
   document type, always outer-signed: by our newest DV certificate from that hierarchy that
@@ -902,6 +903,9 @@ def _refuse_pending_chr(tx: StoreTx, state_id: int, chr: str, request_id: str) -
 @dataclass(frozen=True, kw_only=True)
 class _PreparedForeignDv(_PreparedCv):
     chr: str
+    #: the outer CAR: the state's CVCA (initial) or the DV's current certificate from us (successive)
+    authenticated_by: str
+    successive: bool
 
 
 def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedForeignDv:
@@ -946,20 +950,23 @@ def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedForeignDv:
 
     signed = authority.sign(cvca.signer, cvca.label, build,
                             lambda der: _ok(verify_chain_at(ours, [parse_cv_certificate(der)], today)),
-                            purpose="foreign DV certificate", request_id=req.id)
-    return _PreparedForeignDv(signed, cvca_row.id, [cvca_row.der], Role.DVCA, state_id, chr=request.chr)
+                            purpose="foreign DV certificate", request_id=req.id,
+                            details={"outer_car": request.outer_car, "successive": outer_key.successive})
+    return _PreparedForeignDv(signed, cvca_row.id, [cvca_row.der], Role.DVCA, state_id, chr=request.chr,
+                              authenticated_by=request.outer_car, successive=outer_key.successive)
 
 
 def act_foreign_dv(ctx: ActContext) -> dict[str, Any]:
     """`act_cv`, once the CHR is still free in the storing transaction: another request for
     it may have been certified while this one was being signed (the signature is then
-    abandoned, nothing stored)."""
+    abandoned, nothing stored).  The result names the outer CAR and whether the request was
+    successive, as `act_dv_abroad`'s does."""
     p: _PreparedForeignDv = ctx.prepared
     held = ctx.tx.certificate_by_chr(p.chr)
     if held is not None:
         raise Conflict(f"the requested CHR {p.chr} was certified meanwhile (certificate {held.id}); "
                        f"{_NEW_SEQUENCE_RULE}", chr=p.chr, certificate_id=held.id)
-    return act_cv(ctx)
+    return {**act_cv(ctx), "authenticated_by": p.authenticated_by, "successive": p.successive}
 
 
 # --- CV: our DV certified by a foreign CVCA ----------------------------------------------------

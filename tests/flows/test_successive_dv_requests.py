@@ -615,6 +615,23 @@ def test_foreign_dv_request_chr_not_a_holder_reference_refused(pki_sqlite: PkiWo
     assert detail.startswith("the requested CHR 'utDVVN00001' is not a holder reference (TR-03110-3 A.7.1")
 
 
+def test_foreign_dv_result_and_journal_say_whether_successive(pki_sqlite: PkiWorld) -> None:
+    """As for our requests abroad: the result and the journal of our CVCA's signature name the
+    outer CAR (`authenticated_by` / `outer_car`) and `successive`."""
+    pki = pki_sqlite
+    current, _ = _initial_foreign_dv(pki, "UTDVVN00001")
+    with pki.world.store.transaction() as tx:
+        first_id = tx.certificate_by_chr("UTDVVN00001").request_id
+    initial = pki.world.client.get(f"/v1/requests/{first_id}", headers=pki.headers("provider")).json()
+    assert initial["result"]["successive"] is False and initial["result"]["authenticated_by"] == pki.uto_cvca_chr
+    assert _foreign_dv_signature(pki, first_id).details == {"outer_car": pki.uto_cvca_chr, "successive": False}
+    _later(pki, 30)
+    successive = pki.flow("agency", "foreign_dv_certificate", "passport",
+                          _successive(pki, "UTDVVN00002", current, "UTDVVN00001"))
+    assert successive["result"]["successive"] is True and successive["result"]["authenticated_by"] == "UTDVVN00001"
+    assert _foreign_dv_signature(pki, successive["id"]).details == {"outer_car": "UTDVVN00001", "successive": True}
+
+
 # --- the trust point of a certificate for our DV abroad ------------------------------------------
 
 
