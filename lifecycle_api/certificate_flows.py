@@ -23,7 +23,10 @@ Request types (payload fields; every binary value base64):
   for the request's document type (initial request) or by the DV's still-valid certificate
   that our CVCA issued to that state (successive request: same country code and holder
   mnemonic, new sequence number); the Provider issues a foreign-DV certificate (role 01)
-  from our CVCA.
+  from our CVCA.  The requested CHR must start with the state's country code and be new: a
+  CHR any certificate here holds (active, expired or revoked), or that an earlier request of
+  the state still pending asks for, is refused.  The result names the outer CAR
+  (``authenticated_by``) and ``successive``.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
   generates our DV key and its CV request to that state's newest CVCA of the request's
   document type, always outer-signed: by our newest DV certificate from that hierarchy that
@@ -59,6 +62,7 @@ from cvc.validation import check_chain_at, trust_point, verify_chain_at, verify_
 from icao_pki.certificate import build_ds_certificate, parse_certificate
 from icao_pki.keystore import KEY_SPECS, KeyInactive, KeyNotFound, KeyStoreError
 from icao_pki.names import DistinguishedName
+from icao_pki.pa import mrz_country_to_alpha2
 from icao_pki.policy import (
     CertificateFormat,
     DocumentType,
@@ -98,8 +102,10 @@ from .store import (
     CertificateStatus,
     Key,
     KeyState,
+    Organisation,
     PartyType,
     PublishedKind,
+    Request,
     RequestState,
     StoreTx,
 )
@@ -815,14 +821,105 @@ def _foreign_dv_outer_key(tx: StoreTx, state_id: int, request: AuthenticatedRequ
                        outer_car=car, document_type=doc.value)
 
 
-def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
+def _state_alpha2(country: str) -> str | None:
+    """The state's ISO 3166-1 alpha-2 code, as a CHR carries it (TR-03110-3 A.7.1), or None
+    when we cannot tell.
+
+    Organisations store alpha-2, alpha-3 or an ICAO 9303-3 code ("VN", "VNM", "GBD"); the longer
+    ones go through the table Passive Authentication already binds documents to countries with
+    (`mrz_country_to_alpha2`), so there is one conversion.  A code it does not know (ICAO's
+    fictional "UTO") is not compared rather than guessed."""
+    code = country.strip().upper()
+    if len(code) == 2 and code.isalpha():
+        return code
+    return mrz_country_to_alpha2(code)
+
+
+def _check_chr_country(state: Organisation, chr: str) -> None:
+    """A DV's CHR starts with its own state's country code (TR-03110-3 A.7.1): a request
+    brought in for one state naming another state's country would put a DV of the wrong
+    state on every inspection system that trusts our CVCA."""
+    try:
+        reference = HolderReference.parse(chr)
+    except CvcError as exc:
+        raise InvalidInput(f"the requested CHR {chr!r} is not a holder reference (TR-03110-3 A.7.1: country code, "
+                           f"holder mnemonic, sequence number): {exc}", chr=chr) from None
+    country = _state_alpha2(state.country)
+    if country is not None and reference.country != country:
+        stored = f" ({state.country})" if state.country.strip().upper() != country else ""
+        raise InvalidInput(f"the requested CHR {chr} has the country code {reference.country}, but {state.name}'s "
+                           f"country is {country}{stored}: a DV's CHR starts with its own state's ISO 3166-1 "
+                           "alpha-2 code (TR-03110-3 A.7.1)", chr=chr, chr_country=reference.country,
+                           state_country=state.country)
+
+
+#: the sequence-number rule each refusal of a reused CHR names
+_NEW_SEQUENCE_RULE = ("a new DV key needs a new sequence number (TR-03110-3 A.7.1, TR-03139): two certificates "
+                      "with the same CHR break chain building on every inspection system")
+
+
+def _refuse_certified_chr(tx: StoreTx, chr: str, now: datetime) -> None:
+    """Any certificate here counts, whatever its state: an expired or revoked certificate is
+    still known by its CHR to the chips and inspection systems that saw it, so that CHR can
+    never name another key."""
+    held = tx.certificate_by_chr(chr)
+    if held is None:
+        return
+    status = held.status.value
+    if held.status is CertificateStatus.ACTIVE and held.not_after < now:
+        status = CertificateStatus.EXPIRED.value
+    raise InvalidInput(f"the requested CHR {chr} is already held by certificate {held.id} ({held.role.value}, "
+                       f"{status}); {_NEW_SEQUENCE_RULE}", chr=chr, certificate_id=held.id)
+
+
+def _refuse_pending_chr(tx: StoreTx, state_id: int, chr: str, request_id: str) -> None:
+    """Refuses a CHR that an earlier foreign DV request of the same state, not yet completed
+    nor rejected, asks for too: only one of them can get it, and the first to ask does.
+
+    A request the Provider refused stays countersigned in its queue until it is rejected, so
+    it keeps its CHR until then.  Cheap: requests not yet completed nor rejected are few and
+    found by state; the CHR is read from each one's CV request, as it is not stored apart."""
+    me = tx.request(request_id)
+    pending = tx.session.scalars(
+        select(Request).where(Request.request_type == FOREIGN_DV, Request.id != request_id,
+                              Request.state.in_([RequestState.SUBMITTED, RequestState.COUNTERSIGNED]))
+        .order_by(Request.created_at, Request.id)
+    ).all()  # fmt: skip
+    for other in pending:
+        if (other.created_at, other.id) > (me.created_at, me.id):
+            break
+        if other.payload.get("foreign_state_organisation_id") != state_id:
+            continue
+        try:
+            other_chr = _cv_request(other.payload).chr
+        except InvalidInput:
+            continue
+        if other_chr == chr:
+            raise InvalidInput(f"the requested CHR {chr} is already asked for by request {other.id} of the same state, "
+                               f"submitted earlier and still {other.state.value} (until it is completed or "
+                               f"rejected); {_NEW_SEQUENCE_RULE}", chr=chr, request_id=other.id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PreparedForeignDv(_PreparedCv):
+    chr: str
+    #: the outer CAR: the state's CVCA (initial) or the DV's current certificate from us (successive)
+    authenticated_by: str
+    successive: bool
+
+
+def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedForeignDv:
     """A foreign DV's request, certified by our CVCA of the request's document type.
 
     TR-03139 Table 2: an initial request is authenticated by the state's CVCA registered for
     that document type; a successive one by the DV's still-valid certificate that our CVCA
     issued to it (`_outer_by_current_dv`).  The foreign DV lives in its state's hierarchy for
     that document type (a passport DV under the state's passport CVCA), so an outer signature
-    by the state's CVCA of the other document type does not vouch for it and is refused by name."""
+    by the state's CVCA of the other document type does not vouch for it and is refused by name.
+
+    The requested CHR is the state's own (its country code) and new: not held by any
+    certificate we know, nor asked for by an earlier request of the state still pending —
+    all refused here, before anything is signed."""
     services, req, now = ctx.services, ctx.request, ctx.now
     authority = authority_of(services)
     doc = DocumentType(req.document_type)
@@ -832,6 +929,9 @@ def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
         outer_key = _foreign_dv_outer_key(tx, state_id, request, doc, now)
+        _check_chr_country(tx.organisation(state_id), request.chr)
+        _refuse_certified_chr(tx, request.chr, now)
+        _refuse_pending_chr(tx, state_id, request.chr, req.id)
         cvca_row, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV,
                                     organisation_id=None)
     try:
@@ -850,8 +950,23 @@ def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedCv:
 
     signed = authority.sign(cvca.signer, cvca.label, build,
                             lambda der: _ok(verify_chain_at(ours, [parse_cv_certificate(der)], today)),
-                            purpose="foreign DV certificate", request_id=req.id)
-    return _PreparedCv(signed, cvca_row.id, [cvca_row.der], Role.DVCA, state_id)
+                            purpose="foreign DV certificate", request_id=req.id,
+                            details={"outer_car": request.outer_car, "successive": outer_key.successive})
+    return _PreparedForeignDv(signed, cvca_row.id, [cvca_row.der], Role.DVCA, state_id, chr=request.chr,
+                              authenticated_by=request.outer_car, successive=outer_key.successive)
+
+
+def act_foreign_dv(ctx: ActContext) -> dict[str, Any]:
+    """`act_cv`, once the CHR is still free in the storing transaction: another request for
+    it may have been certified while this one was being signed (the signature is then
+    abandoned, nothing stored).  The result names the outer CAR and whether the request was
+    successive, as `act_dv_abroad`'s does."""
+    p: _PreparedForeignDv = ctx.prepared
+    held = ctx.tx.certificate_by_chr(p.chr)
+    if held is not None:
+        raise Conflict(f"the requested CHR {p.chr} was certified meanwhile (certificate {held.id}); "
+                       f"{_NEW_SEQUENCE_RULE}", chr=p.chr, certificate_id=held.id)
+    return {**act_cv(ctx), "authenticated_by": p.authenticated_by, "successive": p.successive}
 
 
 # --- CV: our DV certified by a foreign CVCA ----------------------------------------------------
@@ -1148,7 +1263,7 @@ def certificate_handlers(services: Services) -> list[RequestHandler]:
         RequestHandler(IS, frozenset({PartyType.AGENCY, PartyType.IS_OPERATOR}), act_cv, validate=validate_is,
                        prepare=prepare_is, after_rejection=destroy_rejected_is_key, discard=abandon,
                        description="IS (terminal) certificate from our DV; renewal authenticated"),
-        RequestHandler(FOREIGN_DV, agency, act_cv, validate=validate_foreign_dv, prepare=prepare_foreign_dv,
+        RequestHandler(FOREIGN_DV, agency, act_foreign_dv, validate=validate_foreign_dv, prepare=prepare_foreign_dv,
                        discard=abandon,
                        description="foreign DV certificate from our CVCA"),
         RequestHandler(DV_ABROAD, agency, act_dv_abroad, validate=validate_dv_abroad, prepare=prepare_dv_abroad,

@@ -14,6 +14,7 @@ Utopia's and Erewhon's keys stand for keys held in their own HSMs (tests/flows/p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 
 from cvc.builders import build_authenticated_request, build_cvca_certificate, build_dv_certificate, build_request
 from cvc.certificate import AuthenticatedRequest, ChatRole, CvCertificate, parse_request
@@ -31,7 +33,14 @@ from icao_pki.clock import SystemClock
 from icao_pki.policy import DocumentType, Role, cv_max_expiration
 from icao_pki.signature import EcPublicKey, plain_to_der
 from icao_pki.signer import Signer
-from lifecycle_api.store import CertificateStatus, KeyState, OperatorKind
+from lifecycle_api.store import (
+    CertificateStatus,
+    HsmOperation,
+    HsmOperationState,
+    KeyState,
+    OperatorKind,
+    RequestState,
+)
 from schedules import decisions
 from schedules.actors import FlowRenewals
 from tests.cvc.openpace import require_openpace, run
@@ -335,8 +344,9 @@ def test_foreign_dv_successive_refused_when_the_certificate_expired(pki_sqlite: 
                       _successive(pki, "UTDVVN00002", current, "UTDVVN00001"))
     assert detail.startswith("the DV certificate UTDVVN00001 that authenticates the request is not valid now")
     assert "must be an initial one, authenticated by the state's CVCA" in detail
-    # as an initial request again, on the state's CVCA's word, it is certified
-    _initial_foreign_dv(pki, "UTDVVN00002")
+    # as an initial request again, on the state's CVCA's word, it is certified (a new sequence
+    # number: the refused request, left in the Provider's queue, still asks for UTDVVN00002)
+    _initial_foreign_dv(pki, "UTDVVN00003")
 
 
 def test_foreign_dv_successive_refused_when_the_certificate_is_revoked(pki_sqlite: PkiWorld) -> None:
@@ -364,13 +374,18 @@ def test_foreign_dv_successive_refused_for_another_holder_mnemonic(pki_sqlite: P
 
 def _erewhon(pki: PkiWorld) -> tuple[int, Signer, str]:
     """A second foreign state with its own passport CVCA, registered."""
-    r = pki.client.post("/v1/organisations", json={"name": "Erewhon CVCA", "party_type": "foreign_state",
-                                                   "country": "ERE"}, headers=pki.headers("provider"))
+    return _another_state(pki, "Erewhon CVCA", "ERE", "ER")
+
+
+def _another_state(pki: PkiWorld, name: str, country: str, chr_country: str) -> tuple[int, Signer, str]:
+    """A foreign state stored with `country`, its passport CVCA (CHR country `chr_country`) registered."""
+    r = pki.client.post("/v1/organisations", json={"name": name, "party_type": "foreign_state",
+                                                   "country": country}, headers=pki.headers("provider"))
     assert r.status_code == 201, r.text
     state = r.json()["id"]
-    label = str(pki.keystore.next_label("ere", "cvca"))
+    label = str(pki.keystore.next_label(chr_country.lower(), "cvca"))
     signer = pki.keystore.generate_key(label, "brainpoolP256r1")
-    chr = f"ERCVCA{int(label[-5:]):05d}"
+    chr = f"{chr_country}CVCA{int(label[-5:]):05d}"
     today = pki.world.clock.now().date()
     der = build_cvca_certificate(signer, chr=chr, effective_date=today, expiration_date=cv_max_expiration(today, 36),
                                  document_type="passport")
@@ -429,6 +444,192 @@ def test_foreign_dv_outer_car_neither_cvca_nor_our_dv_refused(pki_sqlite: PkiWor
                       _successive(pki, "UTDVVN00002", _dv_key(pki), "UTDVVN00001"))
     assert detail == ("outer CAR UTDVVN00001 is neither a CVCA of Utopia CVCA registered for passports (initial "
                       "request) nor a DV certificate our CVCA issued to it (successive request)")
+
+
+# --- the requested CHR: the state's own, and new (TR-03110-3 A.7.1, TR-03139) ---------------------
+
+
+def _new_initial(pki: PkiWorld, chr: str, *, state: int | None = None,
+                 cvca: tuple[Signer, str] | None = None) -> dict[str, Any]:
+    """An initial request for a new DV key, outer-signed by the state's CVCA (default: Utopia's)."""
+    outer_signer, outer_car = cvca or (pki.keystore.signer(pki.uto_cvca_label), pki.uto_cvca_chr)
+    inner = build_request(_dv_key(pki), chr=chr, car=_our_cvca(pki).chr)
+    request = build_authenticated_request(inner, outer_signer, outer_car=outer_car)
+    return _payload(request, state or pki.world["foreign"].organisation_id)
+
+
+def _certified_dvs(pki: PkiWorld) -> int:
+    with pki.world.store.transaction() as tx:
+        return len(tx.certificates(role=Role.DVCA))
+
+
+def _foreign_dv_signature(pki: PkiWorld, request_id: str) -> HsmOperation:
+    """The journal row of our CVCA's signature of the request's certificate."""
+    with pki.world.store.transaction() as tx:
+        [op] = tx.session.scalars(select(HsmOperation).where(HsmOperation.request_id == request_id,
+                                                             HsmOperation.purpose == "foreign DV certificate")).all()
+        tx.session.expunge(op)
+        return op
+
+
+def test_foreign_dv_request_for_an_already_certified_chr_refused(pki_sqlite: PkiWorld) -> None:
+    """A new key asking for a CHR we certified — active, revoked or expired, for this state or
+    another — is refused before anything is signed: nothing issued, nothing journalled."""
+    pki = pki_sqlite
+    _, first = _initial_foreign_dv(pki, "UTDVVN00001")
+    before, counts = _certified_dvs(pki), pki.world.row_counts()
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001"))
+    assert detail.startswith(f"the requested CHR UTDVVN00001 is already held by certificate {first['certificate_id']} "
+                             "(dvca, active); a new DV key needs a new sequence number (TR-03110-3 A.7.1, TR-03139)")
+    assert _certified_dvs(pki) == before
+    after = pki.world.row_counts()
+    assert after["hsm_operations"] == counts["hsm_operations"]  # our CVCA signed nothing
+    assert after["certificates"] == counts["certificates"]
+    # revoked, it still names that key on every inspection system that saw it
+    with pki.world.store.transaction() as tx:
+        tx.set_certificate_status(first["certificate_id"], CertificateStatus.ACTIVE, CertificateStatus.REVOKED)
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001"))
+    assert f"already held by certificate {first['certificate_id']} (dvca, revoked)" in detail
+    # expired too
+    _, second = _initial_foreign_dv(pki, "UTDVVN00002", validity_days=10)
+    with pki.world.store.transaction() as tx:
+        not_after = tx.certificate(second["certificate_id"]).not_after
+    pki.world.clock.set(not_after + timedelta(seconds=1))
+    pki.world.import_crls()
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00002"))
+    assert f"already held by certificate {second['certificate_id']} (dvca, expired)" in detail
+    # another state's DV certificate holds it just the same
+    erewhon, ere_signer, ere_chr = _erewhon(pki)
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _new_initial(pki, "UTDVVN00002", state=erewhon, cvca=(ere_signer, ere_chr)))
+    assert f"already held by certificate {second['certificate_id']}" in detail
+    assert _certified_dvs(pki) == before + 1
+
+
+def test_foreign_dv_request_for_a_chr_an_earlier_request_asks_for_refused(pki_sqlite: PkiWorld) -> None:
+    """Two requests of one state for the same CHR, neither acted on: the later one is refused
+    while the earlier is pending; the earlier is certified; the later stays refused."""
+    pki = pki_sqlite
+    earlier = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
+    assert pki.world.countersign(earlier).status_code == 200
+    pki.world.clock.advance(minutes=1)
+    later = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
+    assert pki.world.countersign(later).status_code == 200
+    before = _certified_dvs(pki)
+    r = pki.world.act(later)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"the requested CHR UTDVVN00001 is already asked for by request {earlier} "
+                                         "of the same state, submitted earlier and still countersigned")
+    assert "a new DV key needs a new sequence number (TR-03110-3 A.7.1, TR-03139)" in r.json()["detail"]
+    assert _certified_dvs(pki) == before
+    # the later request does not hold the CHR back from the earlier one
+    r = pki.world.act(earlier)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["chr"] == "UTDVVN00001"
+    r = pki.world.act(later)
+    assert r.status_code == 422 and "is already held by certificate" in r.json()["detail"]
+
+
+def test_foreign_dv_request_for_a_chr_of_a_rejected_request_certified(pki_sqlite: PkiWorld) -> None:
+    """An earlier request waits in the Provider's queue with its CHR until it is completed or
+    rejected; once it is rejected, the later request for that CHR is certified."""
+    pki = pki_sqlite
+    stale = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
+    assert pki.world.countersign(stale).status_code == 200
+    pki.world.clock.advance(minutes=1)
+    later = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
+    assert pki.world.countersign(later).status_code == 200
+    r = pki.world.act(later)
+    assert r.status_code == 422 and f"already asked for by request {stale}" in r.json()["detail"]
+    assert pki.world.reject(stale, "superseded", party="provider").status_code == 200
+    r = pki.world.act(later)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["chr"] == "UTDVVN00001"
+
+
+def test_foreign_dv_chr_certified_while_signing_refused(pki_sqlite: PkiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another state's request for the same CHR is certified while ours is being signed: our
+    act finds the CHR taken in its own transaction, stores nothing and abandons the signature."""
+    from lifecycle_api.auth import Caller
+    from lifecycle_api.store import Operator, PartyType
+    from lifecycle_api.workflow import act_and_record
+
+    pki = pki_sqlite
+    services = pki.client.app.state.services
+    erewhon, ere_signer, ere_chr = _erewhon(pki)  # ERE: not an ISO code, so its CHRs' country is not compared
+    theirs = pki.submit("agency", "foreign_dv_certificate", "passport",
+                        _new_initial(pki, "UTDVVN00001", state=erewhon, cvca=(ere_signer, ere_chr))).json()["id"]
+    ours = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
+    for rid in (theirs, ours):
+        assert pki.world.countersign(rid).status_code == 200
+    provider = pki.world["provider"].organisation_id
+    with pki.world.store.transaction() as tx:
+        operator = tx.session.scalars(select(Operator.id).where(Operator.organisation_id == provider)).first()
+    caller = Caller(operator_id=operator, operator_name="provider", organisation_id=provider,
+                    organisation_name="provider", party_type=PartyType.PROVIDER, ministry=None)
+    handler = services.handlers.get("foreign_dv_certificate")
+
+    def prepare_then_theirs_completes(ctx: Any) -> Any:
+        prepared = handler.prepare(ctx)
+        if ctx.request.id == ours:
+            assert act_and_record(services.store, services, caller, theirs).result["chr"] == "UTDVVN00001"
+        return prepared
+
+    monkeypatch.setitem(services.handlers._handlers, "foreign_dv_certificate",
+                        replace(handler, prepare=prepare_then_theirs_completes))
+    before = _certified_dvs(pki)
+    r = pki.world.act(ours)
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"].startswith("the requested CHR UTDVVN00001 was certified meanwhile (certificate ")
+    assert _certified_dvs(pki) == before + 1  # theirs only
+    assert _foreign_dv_signature(pki, ours).state is HsmOperationState.ABANDONED
+    with pki.world.store.transaction() as tx:
+        assert tx.request(ours).state is RequestState.COUNTERSIGNED
+
+
+@pytest.mark.parametrize("country", ["DEU", "DE"])
+def test_foreign_dv_request_with_another_states_country_code_refused(pki_sqlite: PkiWorld, country: str) -> None:
+    """Germany's request (its country stored alpha-3 or alpha-2) naming France's country code is
+    refused by name; with its own, it is certified."""
+    pki = pki_sqlite
+    state, signer, chr = _another_state(pki, "Germany CVCA", country, "DE")
+    before = _certified_dvs(pki)
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
+                      _new_initial(pki, "FRDVXX00001", state=state, cvca=(signer, chr)))
+    stored = " (DEU)" if country == "DEU" else ""
+    assert detail == (f"the requested CHR FRDVXX00001 has the country code FR, but Germany CVCA's country is DE{stored}: "
+                      "a DV's CHR starts with its own state's ISO 3166-1 alpha-2 code (TR-03110-3 A.7.1)")
+    assert _certified_dvs(pki) == before
+    result = pki.flow("agency", "foreign_dv_certificate", "passport",
+                      _new_initial(pki, "DEDVXX00001", state=state, cvca=(signer, chr)))["result"]
+    assert result["chr"] == "DEDVXX00001"
+
+
+def test_foreign_dv_request_chr_not_a_holder_reference_refused(pki_sqlite: PkiWorld) -> None:
+    """A CHR whose first two characters are no country code (lower case here) is refused by
+    name before anything else looks at it."""
+    pki = pki_sqlite
+    payload = _new_initial(pki, "UTDVVN00001")
+    payload["cv_request"] = b64(unb64(payload["cv_request"]).replace(b"UTDVVN00001", b"utDVVN00001"))
+    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", payload)
+    assert detail.startswith("the requested CHR 'utDVVN00001' is not a holder reference (TR-03110-3 A.7.1")
+
+
+def test_foreign_dv_result_and_journal_say_whether_successive(pki_sqlite: PkiWorld) -> None:
+    """As for our requests abroad: the result and the journal of our CVCA's signature name the
+    outer CAR (`authenticated_by` / `outer_car`) and `successive`."""
+    pki = pki_sqlite
+    current, _ = _initial_foreign_dv(pki, "UTDVVN00001")
+    with pki.world.store.transaction() as tx:
+        first_id = tx.certificate_by_chr("UTDVVN00001").request_id
+    initial = pki.world.client.get(f"/v1/requests/{first_id}", headers=pki.headers("provider")).json()
+    assert initial["result"]["successive"] is False and initial["result"]["authenticated_by"] == pki.uto_cvca_chr
+    assert _foreign_dv_signature(pki, first_id).details == {"outer_car": pki.uto_cvca_chr, "successive": False}
+    _later(pki, 30)
+    successive = pki.flow("agency", "foreign_dv_certificate", "passport",
+                          _successive(pki, "UTDVVN00002", current, "UTDVVN00001"))
+    assert successive["result"]["successive"] is True and successive["result"]["authenticated_by"] == "UTDVVN00001"
+    assert _foreign_dv_signature(pki, successive["id"]).details == {"outer_car": "UTDVVN00001", "successive": True}
 
 
 # --- the trust point of a certificate for our DV abroad ------------------------------------------
