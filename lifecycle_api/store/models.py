@@ -251,7 +251,8 @@ class Certificate(Base):
     document_type: Mapped[DocumentType] = mapped_column(EnumText(DocumentType))
     status: Mapped[CertificateStatus] = mapped_column(EnumText(CertificateStatus))
     serial: Mapped[str | None] = mapped_column(String(64))  # X.509, hex
-    chr: Mapped[str | None] = mapped_column(String(64))  # CV certificate holder reference
+    # CV certificate holder reference; indexed: a CHR is looked up on every CV request (new, renewal, foreign DV)
+    chr: Mapped[str | None] = mapped_column(String(64), index=True)
     subject: Mapped[str] = mapped_column(Text)
     issuer: Mapped[str] = mapped_column(String(500))  # issuer DN (X.509) or CAR (CV)
     not_before: Mapped[datetime]
