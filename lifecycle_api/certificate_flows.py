@@ -835,20 +835,20 @@ def _state_alpha2(country: str) -> str | None:
     return mrz_country_to_alpha2(code)
 
 
-def _check_chr_country(state: Organisation, chr: str) -> None:
-    """A DV's CHR starts with its own state's country code (TR-03110-3 A.7.1): a request
-    brought in for one state naming another state's country would put a DV of the wrong
-    state on every inspection system that trusts our CVCA."""
+def _check_chr_country(state: Organisation, chr: str, what: str = "DV", named: str = "the requested CHR") -> None:
+    """A foreign DV's or CVCA's CHR starts with its own state's country code (TR-03110-3
+    A.7.1): a request or a CVCA brought in for one state naming another state's country
+    would put a certificate of the wrong state on every inspection system that trusts ours."""
     try:
         reference = HolderReference.parse(chr)
     except CvcError as exc:
-        raise InvalidInput(f"the requested CHR {chr!r} is not a holder reference (TR-03110-3 A.7.1: country code, "
+        raise InvalidInput(f"{named} {chr!r} is not a holder reference (TR-03110-3 A.7.1: country code, "
                            f"holder mnemonic, sequence number): {exc}", chr=chr) from None
     country = _state_alpha2(state.country)
     if country is not None and reference.country != country:
         stored = f" ({state.country})" if state.country.strip().upper() != country else ""
-        raise InvalidInput(f"the requested CHR {chr} has the country code {reference.country}, but {state.name}'s "
-                           f"country is {country}{stored}: a DV's CHR starts with its own state's ISO 3166-1 "
+        raise InvalidInput(f"{named} {chr} has the country code {reference.country}, but {state.name}'s "
+                           f"country is {country}{stored}: a {what}'s CHR starts with its own state's ISO 3166-1 "
                            "alpha-2 code (TR-03110-3 A.7.1)", chr=chr, chr_country=reference.country,
                            state_country=state.country)
 
@@ -1205,6 +1205,7 @@ def register_foreign_cvca(services: Services, caller: Caller, organisation_id: i
         issuer_id = None
         if cert.role is not ChatRole.CVCA:
             raise InvalidInput(f"{cert.chr} is not a CVCA certificate")
+        _check_chr_country(tx.organisation(state_id), cert.chr, "CVCA", "the CVCA's CHR")
         try:
             if cert.is_self_signed:
                 trust_point(cert)

@@ -34,6 +34,7 @@ from icao_pki.policy import DocumentType, Role, cv_max_expiration
 from icao_pki.signature import EcPublicKey, plain_to_der
 from icao_pki.signer import Signer
 from lifecycle_api.store import (
+    Certificate,
     CertificateStatus,
     HsmOperation,
     HsmOperationState,
@@ -603,6 +604,36 @@ def test_foreign_dv_request_with_another_states_country_code_refused(pki_sqlite:
     result = pki.flow("agency", "foreign_dv_certificate", "passport",
                       _new_initial(pki, "DEDVXX00001", state=state, cvca=(signer, chr)))["result"]
     assert result["chr"] == "DEDVXX00001"
+
+
+def test_foreign_cvca_with_another_states_country_code_refused(pki_sqlite: PkiWorld) -> None:
+    """A CVCA registered for Germany must carry DE: one naming France is refused by name and
+    nothing is stored; Germany's own is registered."""
+    pki = pki_sqlite
+    r = pki.client.post("/v1/organisations", json={"name": "Germany", "party_type": "foreign_state",
+                                                   "country": "DEU"}, headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
+    state = r.json()["id"]
+    today = pki.world.clock.now().date()
+    signer = pki.keystore.generate_key(str(pki.keystore.next_label("de", "cvca")), "brainpoolP256r1")
+
+    def cvca(chr: str) -> bytes:
+        return build_cvca_certificate(signer, chr=chr, effective_date=today,
+                                      expiration_date=cv_max_expiration(today, 36), document_type="passport")
+
+    with pki.world.store.transaction() as tx:
+        before = len(tx.session.scalars(select(Certificate).where(Certificate.role == Role.CVCA)).all())
+    r = pki.client.post(f"/v1/organisations/{state}/cvca", json={"der": b64(cvca("FRCVCA00001"))},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == ("the CVCA's CHR FRCVCA00001 has the country code FR, but Germany's country is DE "
+                                  "(DEU): a CVCA's CHR starts with its own state's ISO 3166-1 alpha-2 code "
+                                  "(TR-03110-3 A.7.1)")
+    with pki.world.store.transaction() as tx:
+        assert len(tx.session.scalars(select(Certificate).where(Certificate.role == Role.CVCA)).all()) == before
+    r = pki.client.post(f"/v1/organisations/{state}/cvca", json={"der": b64(cvca("DECVCA00001"))},
+                        headers=pki.headers("provider"))
+    assert r.status_code == 201, r.text
 
 
 def test_foreign_dv_request_chr_not_a_holder_reference_refused(pki_sqlite: PkiWorld) -> None:
