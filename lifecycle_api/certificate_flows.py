@@ -25,7 +25,8 @@ Request types (payload fields; every binary value base64):
   mnemonic, new sequence number); the Provider issues a foreign-DV certificate (role 01)
   from our CVCA.  The requested CHR must start with the state's country code and be new: a
   CHR any certificate here holds (active, expired or revoked), or that an earlier request of
-  the state still pending asks for, is refused.  The result names the outer CAR
+  the state still pending asks for, is refused, at submission and again when the Provider
+  acts.  The result names the outer CAR
   (``authenticated_by``) and ``successive``.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
   generates our DV key and its CV request to that state's newest CVCA of the request's
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -872,21 +873,22 @@ def _refuse_certified_chr(tx: StoreTx, chr: str, now: datetime) -> None:
                        f"{status}); {_NEW_SEQUENCE_RULE}", chr=chr, certificate_id=held.id)
 
 
-def _refuse_pending_chr(tx: StoreTx, state_id: int, chr: str, request_id: str) -> None:
+def _refuse_pending_chr(tx: StoreTx, state_id: int, chr: str, request_id: str | None) -> None:
     """Refuses a CHR that an earlier foreign DV request of the same state, not yet completed
     nor rejected, asks for too: only one of them can get it, and the first to ask does.
+    `request_id` None: a request being submitted, so every pending one is earlier.
 
     A request the Provider refused stays countersigned in its queue until it is rejected, so
     it keeps its CHR until then.  Cheap: requests not yet completed nor rejected are few and
     found by state; the CHR is read from each one's CV request, as it is not stored apart."""
-    me = tx.request(request_id)
+    me = tx.request(request_id) if request_id is not None else None
     pending = tx.session.scalars(
-        select(Request).where(Request.request_type == FOREIGN_DV, Request.id != request_id,
+        select(Request).where(Request.request_type == FOREIGN_DV, Request.id != (request_id or ""),
                               Request.state.in_([RequestState.SUBMITTED, RequestState.COUNTERSIGNED]))
         .order_by(Request.created_at, Request.id)
     ).all()  # fmt: skip
     for other in pending:
-        if (other.created_at, other.id) > (me.created_at, me.id):
+        if me is not None and (other.created_at, other.id) > (me.created_at, me.id):
             break
         if other.payload.get("foreign_state_organisation_id") != state_id:
             continue
@@ -898,6 +900,27 @@ def _refuse_pending_chr(tx: StoreTx, state_id: int, chr: str, request_id: str) -
             raise InvalidInput(f"the requested CHR {chr} is already asked for by request {other.id} of the same state, "
                                f"submitted earlier and still {other.state.value} (until it is completed or "
                                f"rejected); {_NEW_SEQUENCE_RULE}", chr=chr, request_id=other.id)
+
+
+def _refuse_chr(tx: StoreTx, state_id: int, chr: str, now: datetime, request_id: str | None) -> None:
+    """The requested CHR is the state's own and new: its country code, no certificate holding
+    it, no earlier pending request of the state asking for it (`request_id` None at submission)."""
+    _check_chr_country(tx.organisation(state_id), chr)
+    _refuse_certified_chr(tx, chr, now)
+    _refuse_pending_chr(tx, state_id, chr, request_id)
+
+
+def foreign_dv_submission_check(services: Services) -> Callable[[StoreTx, Caller, Mapping[str, Any]], None]:
+    """The CHR refusals at submission as well as when the Provider acts: the Agency hears at
+    once, and a request that can never be certified does not wait in the Cơ yếu unit's and the
+    Provider's queues (nor hold its CHR there until someone rejects it).  The act checks again:
+    a certificate or an earlier request may have come since."""
+
+    def check(tx: StoreTx, caller: Caller, payload: Mapping[str, Any]) -> None:
+        state_id = _foreign_state(tx, payload["foreign_state_organisation_id"])
+        _refuse_chr(tx, state_id, _cv_request(payload).chr, services.clock.now(), None)
+
+    return check
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -929,9 +952,7 @@ def prepare_foreign_dv(ctx: PrepareContext) -> _PreparedForeignDv:
     with services.store.transaction() as tx:
         state_id = _foreign_state(tx, req.payload["foreign_state_organisation_id"])
         outer_key = _foreign_dv_outer_key(tx, state_id, request, doc, now)
-        _check_chr_country(tx.organisation(state_id), request.chr)
-        _refuse_certified_chr(tx, request.chr, now)
-        _refuse_pending_chr(tx, state_id, request.chr, req.id)
+        _refuse_chr(tx, state_id, request.chr, now, req.id)
         cvca_row, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV,
                                     organisation_id=None)
     try:
@@ -1265,7 +1286,7 @@ def certificate_handlers(services: Services) -> list[RequestHandler]:
                        prepare=prepare_is, after_rejection=destroy_rejected_is_key, discard=abandon,
                        description="IS (terminal) certificate from our DV; renewal authenticated"),
         RequestHandler(FOREIGN_DV, agency, act_foreign_dv, validate=validate_foreign_dv, prepare=prepare_foreign_dv,
-                       discard=abandon,
+                       check_submission=foreign_dv_submission_check(services), discard=abandon,
                        description="foreign DV certificate from our CVCA"),
         RequestHandler(DV_ABROAD, agency, act_dv_abroad, validate=validate_dv_abroad, prepare=prepare_dv_abroad,
                        discard=authority_discard, description="our DV key and CV request to a foreign CVCA"),

@@ -40,6 +40,7 @@ from lifecycle_api.store import (
     HsmOperationState,
     KeyState,
     OperatorKind,
+    Request,
     RequestState,
 )
 from schedules import decisions
@@ -72,6 +73,18 @@ def _refused(pki: PkiWorld, party: str, request_type: str, document_type: str, p
     assert pki.world.countersign(rid).status_code == 200
     r = pki.world.act(rid)
     assert r.status_code == 422, r.text
+    return r.json()["detail"]
+
+
+def _refused_at_submission(pki: PkiWorld, payload: dict[str, Any]) -> str:
+    """A foreign DV request the Agency's submission already refuses (422): the refusal's text;
+    nothing enters the queues."""
+    with pki.world.store.transaction() as tx:
+        before = len(tx.session.scalars(select(Request.id)).all())
+    r = pki.submit("agency", "foreign_dv_certificate", "passport", payload)
+    assert r.status_code == 422, r.text
+    with pki.world.store.transaction() as tx:
+        assert len(tx.session.scalars(select(Request.id)).all()) == before
     return r.json()["detail"]
 
 
@@ -441,8 +454,9 @@ def test_foreign_dv_outer_car_neither_cvca_nor_our_dv_refused(pki_sqlite: PkiWor
                       _successive(pki, "UTDVVN00002", _dv_key(pki), domestic))
     assert detail.startswith(f"outer CAR {domestic} is a DV certificate we issued to ")
     assert detail.endswith("not to Utopia CVCA; a successive request is authenticated by the DV's own certificate")
+    # (a new CHR: the refused request above keeps UTDVVN00002 while it waits in the queue)
     detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
-                      _successive(pki, "UTDVVN00002", _dv_key(pki), "UTDVVN00001"))
+                      _successive(pki, "UTDVVN00003", _dv_key(pki), "UTDVVN00001"))
     assert detail == ("outer CAR UTDVVN00001 is neither a CVCA of Utopia CVCA registered for passports (initial "
                       "request) nor a DV certificate our CVCA issued to it (successive request)")
 
@@ -475,11 +489,11 @@ def _foreign_dv_signature(pki: PkiWorld, request_id: str) -> HsmOperation:
 
 def test_foreign_dv_request_for_an_already_certified_chr_refused(pki_sqlite: PkiWorld) -> None:
     """A new key asking for a CHR we certified — active, revoked or expired, for this state or
-    another — is refused before anything is signed: nothing issued, nothing journalled."""
+    another — is refused when the Agency submits it: nothing queued, signed or issued."""
     pki = pki_sqlite
     _, first = _initial_foreign_dv(pki, "UTDVVN00001")
     before, counts = _certified_dvs(pki), pki.world.row_counts()
-    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001"))
+    detail = _refused_at_submission(pki, _new_initial(pki, "UTDVVN00001"))
     assert detail.startswith(f"the requested CHR UTDVVN00001 is already held by certificate {first['certificate_id']} "
                              "(dvca, active); a new DV key needs a new sequence number (TR-03110-3 A.7.1, TR-03139)")
     assert _certified_dvs(pki) == before
@@ -489,7 +503,7 @@ def test_foreign_dv_request_for_an_already_certified_chr_refused(pki_sqlite: Pki
     # revoked, it still names that key on every inspection system that saw it
     with pki.world.store.transaction() as tx:
         tx.set_certificate_status(first["certificate_id"], CertificateStatus.ACTIVE, CertificateStatus.REVOKED)
-    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001"))
+    detail = _refused_at_submission(pki, _new_initial(pki, "UTDVVN00001"))
     assert f"already held by certificate {first['certificate_id']} (dvca, revoked)" in detail
     # expired too
     _, second = _initial_foreign_dv(pki, "UTDVVN00002", validity_days=10)
@@ -497,55 +511,91 @@ def test_foreign_dv_request_for_an_already_certified_chr_refused(pki_sqlite: Pki
         not_after = tx.certificate(second["certificate_id"]).not_after
     pki.world.clock.set(not_after + timedelta(seconds=1))
     pki.world.import_crls()
-    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00002"))
+    detail = _refused_at_submission(pki, _new_initial(pki, "UTDVVN00002"))
     assert f"already held by certificate {second['certificate_id']} (dvca, expired)" in detail
     # another state's DV certificate holds it just the same
     erewhon, ere_signer, ere_chr = _erewhon(pki)
-    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
-                      _new_initial(pki, "UTDVVN00002", state=erewhon, cvca=(ere_signer, ere_chr)))
+    detail = _refused_at_submission(pki, _new_initial(pki, "UTDVVN00002", state=erewhon, cvca=(ere_signer, ere_chr)))
     assert f"already held by certificate {second['certificate_id']}" in detail
     assert _certified_dvs(pki) == before + 1
 
 
-def test_foreign_dv_request_for_a_chr_an_earlier_request_asks_for_refused(pki_sqlite: PkiWorld) -> None:
-    """Two requests of one state for the same CHR, neither acted on: the later one is refused
-    while the earlier is pending; the earlier is certified; the later stays refused."""
+def test_foreign_dv_request_for_a_chr_certified_after_its_submission_refused_by_the_act(pki_sqlite: PkiWorld) -> None:
+    """Submitted while the CHR was free; another state's request for it is certified before the
+    Provider acts on ours: the act refuses it, before our CVCA signs anything."""
     pki = pki_sqlite
+    ours = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00005"))
+    assert ours.status_code == 201, ours.text
+    ours_id = ours.json()["id"]
+    assert pki.world.countersign(ours_id).status_code == 200
+    erewhon, ere_signer, ere_chr = _erewhon(pki)  # ERE: not an ISO code, so its CHRs' country is not compared
+    theirs = pki.flow("agency", "foreign_dv_certificate", "passport",
+                      _new_initial(pki, "UTDVVN00005", state=erewhon, cvca=(ere_signer, ere_chr)))["result"]
+    before, counts = _certified_dvs(pki), pki.world.row_counts()
+    r = pki.world.act(ours_id)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"the requested CHR UTDVVN00005 is already held by certificate "
+                                         f"{theirs['certificate_id']} (dvca, active)")
+    assert _certified_dvs(pki) == before
+    assert pki.world.row_counts()["hsm_operations"] == counts["hsm_operations"]
+
+
+def test_foreign_dv_request_for_a_chr_an_earlier_request_asks_for_refused(pki_sqlite: PkiWorld) -> None:
+    """A second request of one state for a CHR its earlier request, still pending, asks for is
+    refused at submission, naming that request."""
+    pki = pki_sqlite
+    earlier = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
+    detail = _refused_at_submission(pki, _new_initial(pki, "UTDVVN00001"))
+    assert detail.startswith(f"the requested CHR UTDVVN00001 is already asked for by request {earlier} "
+                             "of the same state, submitted earlier and still submitted")
+    assert pki.world.countersign(earlier).status_code == 200
+    detail = _refused_at_submission(pki, _new_initial(pki, "UTDVVN00001"))
+    assert f"already asked for by request {earlier} of the same state, submitted earlier and still countersigned" in detail
+    assert "a new DV key needs a new sequence number (TR-03110-3 A.7.1, TR-03139)" in detail
+
+
+def test_foreign_dv_requests_for_one_chr_submitted_at_once_the_act_certifies_the_earlier(
+        pki_sqlite: PkiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two submissions in flight at once each pass the submission check in their own
+    transaction (made here by switching the check off for the second): the Provider's act
+    refuses the later one while the earlier is pending, certifies the earlier, and the later
+    stays refused."""
+    pki = pki_sqlite
+    services = pki.client.app.state.services
     earlier = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
     assert pki.world.countersign(earlier).status_code == 200
     pki.world.clock.advance(minutes=1)
-    later = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
-    assert pki.world.countersign(later).status_code == 200
+    handler = services.handlers.get("foreign_dv_certificate")
+    with monkeypatch.context() as patch:
+        patch.setitem(services.handlers._handlers, "foreign_dv_certificate", replace(handler, check_submission=None))
+        later = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001"))
+    assert later.status_code == 201, later.text
+    later_id = later.json()["id"]
+    assert pki.world.countersign(later_id).status_code == 200
     before = _certified_dvs(pki)
-    r = pki.world.act(later)
+    r = pki.world.act(later_id)
     assert r.status_code == 422, r.text
     assert r.json()["detail"].startswith(f"the requested CHR UTDVVN00001 is already asked for by request {earlier} "
                                          "of the same state, submitted earlier and still countersigned")
-    assert "a new DV key needs a new sequence number (TR-03110-3 A.7.1, TR-03139)" in r.json()["detail"]
     assert _certified_dvs(pki) == before
     # the later request does not hold the CHR back from the earlier one
     r = pki.world.act(earlier)
     assert r.status_code == 200, r.text
     assert r.json()["result"]["chr"] == "UTDVVN00001"
-    r = pki.world.act(later)
+    r = pki.world.act(later_id)
     assert r.status_code == 422 and "is already held by certificate" in r.json()["detail"]
 
 
 def test_foreign_dv_request_for_a_chr_of_a_rejected_request_certified(pki_sqlite: PkiWorld) -> None:
-    """An earlier request waits in the Provider's queue with its CHR until it is completed or
-    rejected; once it is rejected, the later request for that CHR is certified."""
+    """An earlier request holds its CHR until it is completed or rejected; once it is
+    rejected, a new request for that CHR is accepted and certified."""
     pki = pki_sqlite
     stale = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
     assert pki.world.countersign(stale).status_code == 200
-    pki.world.clock.advance(minutes=1)
-    later = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
-    assert pki.world.countersign(later).status_code == 200
-    r = pki.world.act(later)
-    assert r.status_code == 422 and f"already asked for by request {stale}" in r.json()["detail"]
+    assert f"already asked for by request {stale}" in _refused_at_submission(pki, _new_initial(pki, "UTDVVN00001"))
     assert pki.world.reject(stale, "superseded", party="provider").status_code == 200
-    r = pki.world.act(later)
-    assert r.status_code == 200, r.text
-    assert r.json()["result"]["chr"] == "UTDVVN00001"
+    result = pki.flow("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001"))["result"]
+    assert result["chr"] == "UTDVVN00001"
 
 
 def test_foreign_dv_chr_certified_while_signing_refused(pki_sqlite: PkiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -595,8 +645,7 @@ def test_foreign_dv_request_with_another_states_country_code_refused(pki_sqlite:
     pki = pki_sqlite
     state, signer, chr = _another_state(pki, "Germany CVCA", country, "DE")
     before = _certified_dvs(pki)
-    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport",
-                      _new_initial(pki, "FRDVXX00001", state=state, cvca=(signer, chr)))
+    detail = _refused_at_submission(pki, _new_initial(pki, "FRDVXX00001", state=state, cvca=(signer, chr)))
     stored = " (DEU)" if country == "DEU" else ""
     assert detail == (f"the requested CHR FRDVXX00001 has the country code FR, but Germany CVCA's country is DE{stored}: "
                       "a DV's CHR starts with its own state's ISO 3166-1 alpha-2 code (TR-03110-3 A.7.1)")
@@ -642,7 +691,7 @@ def test_foreign_dv_request_chr_not_a_holder_reference_refused(pki_sqlite: PkiWo
     pki = pki_sqlite
     payload = _new_initial(pki, "UTDVVN00001")
     payload["cv_request"] = b64(unb64(payload["cv_request"]).replace(b"UTDVVN00001", b"utDVVN00001"))
-    detail = _refused(pki, "agency", "foreign_dv_certificate", "passport", payload)
+    detail = _refused_at_submission(pki, payload)
     assert detail.startswith("the requested CHR 'utDVVN00001' is not a holder reference (TR-03110-3 A.7.1")
 
 
