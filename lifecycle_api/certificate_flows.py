@@ -26,14 +26,14 @@ Request types (payload fields; every binary value base64):
   from our CVCA.  The requested CHR must start with the state's country code and be new: a
   CHR any certificate here holds (active, expired or revoked), or that an earlier request of
   the state still pending asks for, is refused, at submission and again when the Provider
-  acts.  The result names the outer CAR
-  (``authenticated_by``) and ``successive``.
+  acts.  The result names the outer CAR (``authenticated_by``) and ``successive``.
 * ``dv_request_abroad`` (Agency): ``{"foreign_state_organisation_id"}`` — the Provider
   generates our DV key and its CV request to that state's newest CVCA of the request's
   document type, always outer-signed: by our newest DV certificate from that hierarchy that
   is valid now and whose key can sign (successive request; the scheduler's renewals abroad),
   else by our CVCA (initial request: the first one, or after every earlier certificate
-  expired).  The result names the outer CAR (``authenticated_by``) and ``successive``; the
+  expired).  The result names the outer CAR (``authenticated_by``), ``successive`` and the
+  valid certificates ``passed_over`` because their key cannot sign (with why); the
   request is returned for export and the foreign certificate comes back through
   `POST /v1/cv/foreign-certificates` (`import_foreign_dv_certificate`).
 * ``revocation`` (Agency, IS operator): see `revocation.py`.
@@ -1009,6 +1009,8 @@ class _PreparedAbroad:
     #: the outer CAR: our DV certificate from that state (successive) or our CVCA (initial)
     authenticated_by: str
     successive: bool
+    #: our valid DV certificates from that hierarchy whose key could not sign (chr, certificate_id, why)
+    passed_over: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -1034,8 +1036,11 @@ def _issuing_curve(chain: CvChain) -> Any:
 
 
 def _current_dv_abroad(tx: StoreTx, authority: Authority, issuer_ids: set[int], doc: DocumentType,
-                       now: datetime) -> _OuterSigner | None:
-    """Our newest DV certificate from these foreign CVCAs that can still outer-sign now.
+                       now: datetime) -> tuple[_OuterSigner | None, list[dict[str, Any]]]:
+    """Our newest DV certificate from these foreign CVCAs that can still outer-sign now, and the
+    valid ones passed over because their key cannot (chr, certificate_id, why): a request that
+    goes out initial although we hold a valid certificate may be refused by a foreign CVCA that
+    expects a successive one, so the result and the journal say why.
 
     Why: TR-03110-3 C.2.6 and TR-03139 Table 2 make the outer signature of a *successive*
     request mandatory, made with the DV's still-valid certificate from that foreign CVCA; the
@@ -1047,20 +1052,24 @@ def _current_dv_abroad(tx: StoreTx, authority: Authority, issuer_ids: set[int], 
                                        statuses=[CertificateStatus.ACTIVE])
             if r.issuer_certificate_id in issuer_ids and r.key_id is not None
             and r.not_before <= now <= r.not_after]
+    passed_over: list[dict[str, Any]] = []
     for row in sorted(rows, key=lambda r: (r.not_before, r.id), reverse=True):
         assert row.key_id is not None
-        if tx.key(row.key_id).state is not KeyState.ACTIVE:
+        state = tx.key(row.key_id).state
+        if state is not KeyState.ACTIVE:
+            passed_over.append({"chr": row.chr, "certificate_id": row.id, "why": f"its key is {state.value}"})
             continue
         curve = _issuing_curve(cv_chain(tx, row))
         try:
             dv = authority.load_ca(tx, row, inherited_curve=curve)
             authority.check_key(tx, dv, now)
-        except (AuthorityError, PolicyViolation, KeyInactive):  # not held, destroyed, outside its window
+        except (AuthorityError, PolicyViolation, KeyInactive) as exc:  # not held, destroyed, outside its window
+            passed_over.append({"chr": row.chr, "certificate_id": row.id, "why": str(exc)})
             continue
         assert dv.cv is not None
         return _OuterSigner(dv, dv.cv.chr, dv.cv.public_key.public_key(curve), dv.cv.public_key.algorithm,
-                            successive=True)
-    return None
+                            successive=True), passed_over
+    return None, passed_over
 
 
 def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
@@ -1089,7 +1098,7 @@ def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
             raise InvalidInput(f"{state.name} has no registered CVCA for {_documents(doc)} valid now",
                                document_type=doc.value)
         foreign_cvca = max(cvcas, key=lambda r: (r.not_before, r.id))
-        outer_signer = _current_dv_abroad(tx, authority, {r.id for r in registered}, doc, now)
+        outer_signer, passed_over = _current_dv_abroad(tx, authority, {r.id for r in registered}, doc, now)
         if outer_signer is None:
             _, cvca = current_ca(tx, authority, Role.CVCA, doc, now, CertificateFormat.CV)
             assert cvca.cv is not None
@@ -1110,8 +1119,8 @@ def prepare_dv_abroad(ctx: PrepareContext) -> _PreparedAbroad:
             o.ca.signer, o.ca.label,
             lambda s: build_authenticated_request(inner.der, s, outer_car=o.car, outer_algorithm=o.algorithm),
             lambda der: _verify_outer(der, o), purpose=f"DV request abroad (outer, {by})",
-            request_id=req.id, details={"outer_car": o.car, "successive": o.successive})
-        return _PreparedAbroad(key, inner, outer, chr, foreign_cvca.chr, state_id, o.car, o.successive)
+            request_id=req.id, details={"outer_car": o.car, "successive": o.successive, "passed_over": passed_over})
+        return _PreparedAbroad(key, inner, outer, chr, foreign_cvca.chr, state_id, o.car, o.successive, passed_over)
     except Exception as exc:
         authority.discard(key, f"request {req.id} failed: {exc}")
         raise
@@ -1133,7 +1142,7 @@ def act_dv_abroad(ctx: ActContext) -> dict[str, Any]:
     for op in (p.key.operation_id, p.request.operation_id, p.outer.operation_id):
         authority.commit(ctx.tx, op)
     return {"cv_request": b64(p.outer.der), "chr": p.chr, "car": p.foreign_cvca_chr, "authenticated": True,
-            "authenticated_by": p.authenticated_by, "successive": p.successive,
+            "authenticated_by": p.authenticated_by, "successive": p.successive, "passed_over": p.passed_over,
             "key_id": row.id, "hsm_label": p.key.label, "foreign_state_organisation_id": p.state_id}
 
 

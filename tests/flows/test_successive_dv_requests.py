@@ -144,6 +144,7 @@ def test_dv_abroad_renewal_is_outer_signed_by_the_current_dv_key(pki_sqlite: Pki
     second = _abroad(pki)["result"]
     assert second["authenticated"] is True and second["successive"] is True
     assert second["authenticated_by"] == first["result"]["chr"]
+    assert first["result"]["passed_over"] == second["passed_over"] == []
     request = parse_request(unb64(second["cv_request"]))
     assert isinstance(request, AuthenticatedRequest)
     assert request.outer_car == first["result"]["chr"] and request.request.car == uto.chr
@@ -197,8 +198,29 @@ def test_dv_abroad_with_the_dv_key_unusable_is_initial(pki_sqlite: PkiWorld) -> 
     _utopia_certifies(pki, first)
     with pki.world.store.transaction() as tx:
         tx.set_key_state(first["result"]["key_id"], KeyState.ACTIVE, KeyState.RETIRED, now=pki.world.clock.now())
-    result = _abroad(pki)["result"]
+    request_id = (result := _abroad(pki))["id"]
+    result = result["result"]
     assert result["successive"] is False and result["authenticated_by"] == ours.chr
+    # the result and the journal of the outer signature say which certificate was passed over, and why
+    passed = [{"chr": first["result"]["chr"], "certificate_id": _dv_certificate_id(pki, first), "why": "its key is retired"}]
+    assert result["passed_over"] == passed
+    assert _outer_signature(pki, request_id).details["passed_over"] == passed
+
+
+def _dv_certificate_id(pki: PkiWorld, done: dict[str, Any]) -> int:
+    with pki.world.store.transaction() as tx:
+        certificate = tx.certificate_by_chr(done["result"]["chr"])
+        assert certificate is not None
+        return certificate.id
+
+
+def _outer_signature(pki: PkiWorld, request_id: str) -> HsmOperation:
+    """The journal row of the outer signature of our DV request abroad."""
+    with pki.world.store.transaction() as tx:
+        [op] = tx.session.scalars(select(HsmOperation).where(HsmOperation.request_id == request_id,
+                                                             HsmOperation.purpose.like("DV request abroad (outer,%"))).all()
+        tx.session.expunge(op)
+        return op
 
 
 def test_dv_abroad_with_the_dv_key_gone_from_the_hsm_is_initial(pki_sqlite: PkiWorld) -> None:
@@ -211,6 +233,9 @@ def test_dv_abroad_with_the_dv_key_gone_from_the_hsm_is_initial(pki_sqlite: PkiW
     pki.keystore.destroy(first["result"]["hsm_label"], reason="test: lost between the HSM and the database")
     result = _abroad(pki)["result"]
     assert result["successive"] is False and result["authenticated_by"] == ours.chr
+    [passed] = result["passed_over"]
+    assert passed["chr"] == first["result"]["chr"] and passed["certificate_id"] == _dv_certificate_id(pki, first)
+    assert first["result"]["hsm_label"] in passed["why"]  # the key store's own words: not found
 
 
 def test_scheduled_renewal_abroad_is_outer_signed_by_the_dv_due(pki_sqlite: PkiWorld) -> None:
