@@ -28,10 +28,10 @@ audited, its certificates still published.  The ``ds-key-destruction`` job runs 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -212,6 +212,29 @@ def _destroy_in_hsm(keystore: KeyDestroyer, role: Role, key_id: int, label: str,
     return "destroyed", record.get("spki_sha256") if isinstance(record, dict) else None
 
 
+def _destroy_each(store: Store, keystore: KeyDestroyer, clock: Clock, role: Role,
+                  due: Sequence[tuple[int, str, bool]], action: str,
+                  details: Callable[[StoreTx, int, str | None], dict[str, Any]]) -> list[str]:
+    """For each (key id, label, ever certified) due: the HSM step (`_destroy_in_hsm`), then the
+    row RETIRED → DESTROYED (CAS) with the audit record — the one sequence the DS, IS and CVCA
+    jobs share; `details(tx, key_id, spki_sha256)` adds what each role records, read before
+    the state moves.  Returns the labels destroyed."""
+    destroyed = []
+    for key_id, label, certified in due:
+        now = clock.now()
+        reason = _destruction_reason(role, certified)
+        done = _destroy_in_hsm(keystore, role, key_id, label, reason)
+        if done is None:
+            continue
+        outcome, spki_sha256 = done
+        with store.transaction() as tx:
+            recorded = {"label": label, "outcome": outcome, "reason": reason, **details(tx, key_id, spki_sha256)}
+            tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
+            tx.append_audit(at=now, action=action, entity_type="key", entity_id=key_id, details=recorded)
+        destroyed.append(label)
+    return destroyed
+
+
 def due_destructions(store: Store, clock: Clock) -> list[tuple[int, str, bool]]:
     """(key id, label, ever certified) of the retired DS keys due for destruction."""
     with store.transaction() as tx:
@@ -223,24 +246,12 @@ def destroy_retired(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[
     a key already gone from the HSM (crash between the HSM and the database) is recorded; a key
     the HSM refuses to destroy stays retired for the next run (`_destroy_in_hsm`)."""
     retire_expired(store, clock)
-    destroyed = []
-    for key_id, label, certified in due_destructions(store, clock):
-        now = clock.now()
-        reason = _destruction_reason(Role.DS, certified)
-        done = _destroy_in_hsm(keystore, Role.DS, key_id, label, reason)
-        if done is None:
-            continue
-        outcome, _ = done
-        with store.transaction() as tx:
-            row = tx.key(key_id)
-            tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
-            tx.append_audit(
-                at=now, action="ds_key.destroyed", entity_type="key", entity_id=key_id,
-                details={"label": label, "outcome": outcome, "reason": reason, "signed": row.signatures_used,
-                         "reserved_unused": row.signatures_reserved},
-            )  # fmt: skip
-        destroyed.append(label)
-    return destroyed
+
+    def counts(tx: StoreTx, key_id: int, _spki: str | None) -> dict[str, Any]:
+        row = tx.key(key_id)
+        return {"signed": row.signatures_used, "reserved_unused": row.signatures_reserved}
+
+    return _destroy_each(store, keystore, clock, Role.DS, due_destructions(store, clock), "ds_key.destroyed", counts)
 
 
 def retire_superseded_is_keys(store: Store, clock: Clock) -> list[int]:
@@ -268,24 +279,13 @@ def destroy_superseded_is_keys(store: Store, keystore: KeyDestroyer, clock: Cloc
     retire_superseded_is_keys(store, clock)
     now = clock.now()
     with store.transaction() as tx:
-        due = [(k.id, k.hsm_label, k.organisation_id, k.usage_not_after is not None)
-               for k in keyq.destroyable_is_keys(tx, now)]
-    destroyed = []
-    for key_id, label, holder, certified in due:
-        now = clock.now()
-        reason = _destruction_reason(Role.IS, certified)
-        done = _destroy_in_hsm(keystore, Role.IS, key_id, label, reason)
-        if done is None:
-            continue
-        outcome, spki_sha256 = done
-        with store.transaction() as tx:
-            certificates = [c.chr for c in keyq.certificates_of_key(tx, key_id)]
-            tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
-            tx.append_audit(at=now, action="is_key.destroyed", entity_type="key", entity_id=key_id,
-                            details={"label": label, "outcome": outcome, "reason": reason, "spki_sha256": spki_sha256,
-                                     "certificates": certificates, "holder_organisation_id": holder})  # fmt: skip
-        destroyed.append(label)
-    return destroyed
+        due = [(k.id, k.hsm_label, k.usage_not_after is not None) for k in keyq.destroyable_is_keys(tx, now)]
+
+    def holder(tx: StoreTx, key_id: int, spki_sha256: str | None) -> dict[str, Any]:
+        return {"spki_sha256": spki_sha256, "certificates": [c.chr for c in keyq.certificates_of_key(tx, key_id)],
+                "holder_organisation_id": tx.key(key_id).organisation_id}
+
+    return _destroy_each(store, keystore, clock, Role.IS, due, "is_key.destroyed", holder)
 
 
 def destroy_retired_cvca_keys(store: Store, keystore: KeyDestroyer, clock: Clock) -> list[str]:
@@ -301,27 +301,15 @@ def destroy_retired_cvca_keys(store: Store, keystore: KeyDestroyer, clock: Clock
     retired and the next run tries again."""
     now = clock.now()
     with store.transaction() as tx:
-        due = [(k.id, k.hsm_label) for k in keyq.destroyable_cvca_keys(tx, now)]
-    destroyed = []
-    for key_id, label in due:
-        now = clock.now()
-        reason = _destruction_reason(Role.CVCA, True)
-        done = _destroy_in_hsm(keystore, Role.CVCA, key_id, label, reason)
-        if done is None:
-            continue
-        outcome, spki_sha256 = done
-        with store.transaction() as tx:
-            certificates = keyq.certificates_of_key(tx, key_id)
-            valid_until = max((c.not_after for c in certificates), default=None)
-            tx.set_key_state(key_id, KeyState.RETIRED, KeyState.DESTROYED, now=now)
-            tx.append_audit(
-                at=now, action="cvca_key.destroyed", entity_type="key", entity_id=key_id,
-                details={"label": label, "outcome": outcome, "reason": reason, "spki_sha256": spki_sha256,
-                         "certificates": [c.chr for c in certificates],
-                         "certificates_valid_until": valid_until.isoformat() if valid_until else None},
-            )  # fmt: skip
-        destroyed.append(label)
-    return destroyed
+        due = [(k.id, k.hsm_label, True) for k in keyq.destroyable_cvca_keys(tx, now)]
+
+    def certified(tx: StoreTx, key_id: int, spki_sha256: str | None) -> dict[str, Any]:
+        certificates = keyq.certificates_of_key(tx, key_id)
+        valid_until = max((c.not_after for c in certificates), default=None)
+        return {"spki_sha256": spki_sha256, "certificates": [c.chr for c in certificates],
+                "certificates_valid_until": valid_until.isoformat() if valid_until else None}
+
+    return _destroy_each(store, keystore, clock, Role.CVCA, due, "cvca_key.destroyed", certified)
 
 
 def document_types_with_ds_keys(store: Store) -> Sequence[DocumentType]:
