@@ -238,6 +238,11 @@ class Certificate(Base):
         CheckConstraint("serial IS NOT NULL OR chr IS NOT NULL", name="serial_or_chr"),
         # renewal and expiry schedules: certificates of a role and status ending before a date
         Index("ix_certificates_role_status_not_after", "role", "status", "not_after"),
+        # a CV certificate is named by (CAR, CHR): terminals and chips find the chain by them,
+        # so one CA never certifies two keys under one CHR; the flows refuse a CHR already
+        # certified, and this holds it where they race (two Provider instances on PostgreSQL).
+        # X.509 rows have no CHR (NULLs never collide).
+        Index("uq_certificates_issuer_chr", "issuer", "chr", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

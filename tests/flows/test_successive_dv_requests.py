@@ -663,6 +663,49 @@ def test_foreign_dv_chr_certified_while_signing_refused(pki_sqlite: PkiWorld, mo
         assert tx.request(ours).state is RequestState.COUNTERSIGNED
 
 
+def test_foreign_dv_chr_race_past_the_checks_held_by_the_database(pki_sqlite: PkiWorld,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, but with every CHR lookup of the flows blind (two Provider instances whose
+    transactions each saw the CHR free): the unique (CAR, CHR) index refuses the second
+    certificate, the act answers 409, stores nothing and abandons its signature."""
+    from lifecycle_api.auth import Caller
+    from lifecycle_api.store import Operator, PartyType, StoreTx
+    from lifecycle_api.workflow import act_and_record
+
+    pki = pki_sqlite
+    services = pki.client.app.state.services
+    erewhon, ere_signer, ere_chr = _erewhon(pki)
+    theirs = pki.submit("agency", "foreign_dv_certificate", "passport",
+                        _new_initial(pki, "UTDVVN00001", state=erewhon, cvca=(ere_signer, ere_chr))).json()["id"]
+    ours = pki.submit("agency", "foreign_dv_certificate", "passport", _new_initial(pki, "UTDVVN00001")).json()["id"]
+    for rid in (theirs, ours):
+        assert pki.world.countersign(rid).status_code == 200
+    provider = pki.world["provider"].organisation_id
+    with pki.world.store.transaction() as tx:
+        operator = tx.session.scalars(select(Operator.id).where(Operator.organisation_id == provider)).first()
+    caller = Caller(operator_id=operator, operator_name="provider", organisation_id=provider,
+                    organisation_name="provider", party_type=PartyType.PROVIDER, ministry=None)
+    handler = services.handlers.get("foreign_dv_certificate")
+
+    def prepare_then_theirs_completes(ctx: Any) -> Any:
+        prepared = handler.prepare(ctx)
+        if ctx.request.id == ours:
+            assert act_and_record(services.store, services, caller, theirs).result["chr"] == "UTDVVN00001"
+        return prepared
+
+    monkeypatch.setitem(services.handlers._handlers, "foreign_dv_certificate",
+                        replace(handler, prepare=prepare_then_theirs_completes))
+    monkeypatch.setattr(StoreTx, "certificate_by_chr", lambda self, chr: None)
+    before = _certified_dvs(pki)
+    r = pki.world.act(ours)
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"] == "certificate conflicts with an existing record"
+    assert _certified_dvs(pki) == before + 1  # theirs only
+    assert _foreign_dv_signature(pki, ours).state is HsmOperationState.ABANDONED
+    with pki.world.store.transaction() as tx:
+        assert tx.request(ours).state is RequestState.COUNTERSIGNED
+
+
 @pytest.mark.parametrize("country", ["DEU", "DE"])
 def test_foreign_dv_request_with_another_states_country_code_refused(pki_sqlite: PkiWorld, country: str) -> None:
     """Germany's request (its country stored alpha-3 or alpha-2) naming France's country code is
