@@ -342,6 +342,12 @@ def _run(box, clock, seconds: float, rounds: int, batch: int, successors: int) -
         print(f"CPU per SOD, worker pipeline: service process {own:.0f} µs, SOD worker {theirs:.0f} µs (it signed "
               f"{share:.0%} of the SODs; one HSM signature {sign_us:.0f} µs, one verification {verify_us:.0f} µs); "
               f"total {own + theirs:.0f} µs on {os.cpu_count()} CPUs")
+        # the pipeline's own bound: that CPU per SOD on every CPU, never idle; the pipeline's
+        # rate against it is how well the two processes overlap, the bound against raw how much
+        # work a SOD costs besides its signature
+        bound = (os.cpu_count() or 1) / ((own + theirs) / 1e6)
+        print(f"  with that CPU per SOD, {os.cpu_count()} CPUs never idle would make {bound:.0f} SODs/s "
+              f"({bound / m['raw']:.2f} of raw); the pipeline reached {m['worker'] / bound:.2f} of that")
     print(f"count exact: {exact} (signed {signed:,} on {sum(1 for u in usages if u.signed)} key(s), "
           f"handed out {handed_out:,}, reserved-but-unused {unused})")
     return 0 if exact else 1
