@@ -21,14 +21,14 @@ and SODs/s through ``POST /v1/ds/passport/sod/batch`` on uvicorn (loopback, defa
 posted by a client in its own process (as a personalisation line is).
 The machine is shared, so the modes are measured in interleaved rounds and the median of each
 is reported; the ratios are of those medians, and the pipeline's is also given round by round
-(its spread shows how far a VM's drift between rounds moves any single figure).  The raw rate is measured twice: with the other
-CPU idle (the rate the targets are stated against) and while another process verifies ECDSA
-signatures on the other CPU, as the SOD worker does; where the CPUs are not independent (SMT
-siblings, shared caches of a VM's host) the second is lower: the pipeline's signing thread
-always has the worker busy beside it.  A third peer, "bare sign + verify", runs one process
-per CPU doing nothing but sign and verify each signature with its own login: the service's
-hardware with none of its work (no SOD, no count, no IPC), so the pipeline is also given as a
-fraction of it.  A last line says where the CPU goes in the
+(its spread shows how far a VM's drift between rounds moves any single figure).  The raw rate
+is measured twice: with the other CPU idle (the rate the targets are stated against) and while
+another process verifies ECDSA signatures on the other CPU, as the SOD worker does; where the
+CPUs are not independent (SMT siblings, shared caches of a VM's host) the second is lower: the
+pipeline's signing thread always has the worker busy beside it.  A third peer, "bare sign +
+verify", runs one process per CPU doing nothing but sign and verify each signature with its
+own login: the service's hardware with none of its work (no SOD, no count, no IPC), so the
+pipeline is also given as a fraction of it.  A last line says where the CPU goes in the
 worker pipeline (the service's process and the SOD worker, per SOD, with the HSM signature and
 the verification measured in the same run): on a machine whose CPUs also run the software HSM,
 that total over the CPU count, not the HSM, bounds the rate.  The count is checked exact at the end.

@@ -809,9 +809,8 @@ def _foreign_dv_outer_key(tx: StoreTx, state_id: int, request: AuthenticatedRequ
     """Whose outer signature a foreign DV request carries: the state's CVCA (initial request)
     or the DV's current certificate from us (successive); anything else is refused, naming both."""
     car = request.outer_car
-    state_cvcas = [row for row in tx.certificates(role=Role.CVCA, organisation_id=state_id,
-                                                  certificate_format=CertificateFormat.CV) if row.chr == car]
-    if state_cvcas:
+    if any(row.chr == car for row in tx.certificates(role=Role.CVCA, organisation_id=state_id,
+                                                     certificate_format=CertificateFormat.CV)):
         return _outer_by_state_cvca(tx, state_id, request, doc, now.date())
     found = _outer_by_current_dv(tx, state_id, request, doc, now)
     if found is not None:

@@ -106,8 +106,8 @@ def _json(content: dict[str, Any]) -> Response:
     return Response(json.dumps(content, separators=(",", ":")), media_type="application/json")
 
 
-SignerCaller = Annotated[Caller, Depends(allow(PartyType.AGENCY, PartyType.PROVIDER))]
-ReaderCaller = Annotated[Caller, Depends(allow(PartyType.AGENCY, PartyType.PROVIDER))]
+#: signing and reading the count alike; which Agency and which Provider operator is checked per route
+AgencyOrProvider = Annotated[Caller, Depends(allow(PartyType.AGENCY, PartyType.PROVIDER))]
 
 router = APIRouter(prefix="/v1/ds", tags=["DS signing"])
 
@@ -143,13 +143,13 @@ def _service(request: Request, caller: Caller, document_type: str) -> tuple[DsSi
 
 
 @router.post("/{document_type}/sod", response_model=SodOut)
-def sign_sod(document_type: str, body: SodIn, request: Request, caller: SignerCaller) -> Response:
+def sign_sod(document_type: str, body: SodIn, request: Request, caller: AgencyOrProvider) -> Response:
     service, doc = _service(request, caller, document_type)
     return _json(_out(service.sign_batch(doc, [body.to_input()])[0]))
 
 
 @router.post("/{document_type}/sod/batch", response_model=SodBatchOut)
-def sign_sod_batch(document_type: str, body: SodBatchIn, request: Request, caller: SignerCaller) -> Response:
+def sign_sod_batch(document_type: str, body: SodBatchIn, request: Request, caller: AgencyOrProvider) -> Response:
     service, doc = _service(request, caller, document_type)
     try:
         signed = service.sign_batch(doc, [i.to_input() for i in body.items])
@@ -163,7 +163,7 @@ def sign_sod_batch(document_type: str, body: SodBatchIn, request: Request, calle
 
 
 @router.get("/{document_type}/keys", response_model=DsKeysOut)
-def ds_key_usage(document_type: str, request: Request, caller: ReaderCaller) -> DsKeysOut:
+def ds_key_usage(document_type: str, request: Request, caller: AgencyOrProvider) -> DsKeysOut:
     """Every DS key of the document type with its exact count (issue 5 §2), oldest first."""
     doc = _document_type(document_type)
     services: Services = request.app.state.services

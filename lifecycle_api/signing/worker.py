@@ -33,9 +33,10 @@ A process, not a thread: python-pkcs11 (0.10) releases the GIL in C_Sign and `cr
 a verification, so verifying could run in a thread; but the worker's share of the signatures is
 made while the service signs, and python-pkcs11 initialises the module without locking
 (C_Initialize(NULL)), so two threads of one process may not be in it at once
-(`icao_pki.keystore`): in one process the share would wait for the service's signatures.  No reader thread on the service's side either: its socket is
-non-blocking, every send drains what the worker has answered when it cannot write, and the
-signing loop drains between signatures (`poll`), so neither side can block the other.
+(`icao_pki.keystore`): in one process the share would wait for the service's signatures.  No
+reader thread on the service's side either: its socket is non-blocking, every send drains what
+the worker has answered when it cannot write, and the signing loop drains between signatures
+(`poll`), so neither side can block the other.
 Messages are length-prefixed pickles.
 
 Protocol (pickled tuples over a socket pair, in order):
